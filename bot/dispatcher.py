@@ -1,0 +1,105 @@
+"""Inbound event -> engine -> one transaction (dedupe key, state, log, outbox)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from flows.catalog import Catalog
+from flows.engine import advance
+from flows.types import ConversationState, Inbound
+from storage.clock import Clock, utc_now
+from storage.models import Conversation, ParticipationEvent, Priority
+from storage.repo import claim_inbound, enqueue, person_for_identity
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An inbound event with where it came from.
+
+    ``event_id`` is the platform's own id (Telegram update_id, Zalo msg_id):
+    the same event delivered twice carries the same id.
+    """
+
+    channel: str
+    event_id: str
+    sender_id: str
+    inbound: Inbound
+
+
+class Dispatcher:
+    """Runs the engine for each inbound event and stores everything it produced at once."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        sessions: async_sessionmaker[AsyncSession],
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.catalog = catalog
+        self._sessions = sessions
+        self._on_commit = on_commit
+        self._clock = clock
+
+    async def handle(self, envelope: Envelope) -> bool:
+        """Process one event; False if it was a redelivery and nothing changed."""
+        for attempt in range(1, MAX_TRIES + 1):
+            try:
+                processed = await self._handle_once(envelope)
+            except (StaleDataError, IntegrityError):
+                # Another worker changed this person's state (or created them) first: redo on fresh data.
+                if attempt == MAX_TRIES:
+                    raise
+                log.info("concurrent update for %s/%s, retrying", envelope.channel, envelope.sender_id)
+                continue
+            if processed:
+                self._on_commit()
+            return processed
+        raise AssertionError("unreachable")
+
+    async def _handle_once(self, envelope: Envelope) -> bool:
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            if not await claim_inbound(session, envelope.channel, envelope.event_id, now):
+                return False
+            person_id = await person_for_identity(session, envelope.channel, envelope.sender_id, now)
+            conversation = await session.get(Conversation, person_id)
+            state = ConversationState.from_dict(conversation.state if conversation else None)
+            outcome = advance(self.catalog, state, envelope.inbound)
+            if conversation is None:
+                session.add(Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now))
+            else:
+                conversation.state = outcome.state.to_dict()
+                conversation.updated_at = now
+            session.add_all(
+                ParticipationEvent(
+                    person_id=person_id,
+                    module=event.module,
+                    module_version=event.module_version,
+                    kind=event.kind.value,
+                    step=event.step,
+                    channel=envelope.channel,
+                    at=envelope.inbound.at,
+                )
+                for event in outcome.events
+            )
+            enqueue(
+                session,
+                channel=envelope.channel,
+                recipient=envelope.sender_id,
+                person_id=person_id,
+                payloads=[reply.to_dict() for reply in outcome.replies],
+                priority=Priority.REPLY,
+                now=now,
+            )
+        return True

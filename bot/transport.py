@@ -1,0 +1,37 @@
+"""What a channel must do to deliver one message, and how it reports failure."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flows.types import Reply
+
+
+class DeliveryError(Exception):
+    """Base class: the message was not delivered."""
+
+
+class RetryLater(DeliveryError):
+    """Rate-limited or temporarily failing; try again after ``retry_after`` seconds (None: back off)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Unreachable(DeliveryError):
+    """The person blocked the bot or left: never retry on this channel."""
+
+
+class Rejected(DeliveryError):
+    """The platform refused this message for good (bad request, too long...)."""
+
+
+class Transport(Protocol):
+    """A channel's sending side."""
+
+    channel: str
+
+    async def send(self, recipient: str, reply: Reply) -> None:
+        """Deliver one message or raise a :class:`DeliveryError`."""
+        ...

@@ -1,0 +1,144 @@
+"""Channel-neutral values that go in and out of the engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class InboundKind(StrEnum):
+    """What the person did."""
+
+    START = "start"  # first contact, /start
+    TEXT = "text"  # typed a message
+    BUTTON = "button"  # tapped a button (payload = button id)
+    OTHER = "other"  # sticker, image, location...: nothing the engine can read
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One thing a person sent, already normalised by the channel adapter.
+
+    ``at`` is the time the platform says it happened (UTC); the engine never
+    reads the clock.
+    """
+
+    kind: InboundKind
+    at: dt.datetime
+    text: str = ""
+    button_id: str = ""
+
+
+@dataclass(frozen=True)
+class Button:
+    """A choice offered to the person: short ASCII id + Vietnamese label."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ReplyLink:
+    """A web address to show under a reply."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One outgoing message, for any channel."""
+
+    text: str
+    image: str | None = None
+    links: tuple[ReplyLink, ...] = ()
+    buttons: tuple[Button, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        return cls(
+            text=data["text"],
+            image=data.get("image"),
+            links=tuple(ReplyLink(**link) for link in data.get("links", ())),
+            buttons=tuple(Button(**b) for b in data.get("buttons", ())),
+        )
+
+
+class EventKind(StrEnum):
+    """Participation-log event kinds."""
+
+    STARTED = "started"
+    STEP = "step"
+    CHECK_PASSED = "check_passed"
+    CHECK_FAILED = "check_failed"
+    STUCK = "stuck"
+    HELP_REQUESTED = "help_requested"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class FlowEvent:
+    """A fact for the participation log; the host adds who, where and when."""
+
+    kind: EventKind
+    module: str
+    module_version: int
+    step: str = ""
+
+
+class Mode(StrEnum):
+    """Where in the conversation the person is."""
+
+    MENU = "menu"
+    STEP = "step"
+    STUCK = "stuck"
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """The whole conversation state; stored as JSON between turns."""
+
+    mode: Mode = Mode.MENU
+    module: str = ""
+    module_version: int = 0
+    step: str = ""
+    history: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "module": self.module,
+            "module_version": self.module_version,
+            "step": self.step,
+            "history": list(self.history),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ConversationState:
+        if not data:
+            return cls()
+        try:
+            mode = Mode(data.get("mode", Mode.MENU))
+        except ValueError:
+            mode = Mode.MENU
+        return cls(
+            mode=mode,
+            module=str(data.get("module", "")),
+            module_version=int(data.get("module_version", 0)),
+            step=str(data.get("step", "")),
+            history=tuple(str(s) for s in data.get("history", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one inbound produced: the next state, the replies and the log events."""
+
+    state: ConversationState
+    replies: tuple[Reply, ...] = ()
+    events: tuple[FlowEvent, ...] = field(default=())

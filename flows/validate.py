@@ -1,0 +1,120 @@
+"""Checks that go beyond the shape of a file: references, reachability, templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flows.catalog import ACTION_KEYS, LABEL_KEYS, TEXT_KEYS, ContentError, compile_check
+from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, StepSpec
+from flows.yaml_lines import LineMap
+
+MODULE_BUTTON_PREFIX = "mod:"
+IMAGES_DIR = "images"
+
+_Report = Callable[[tuple[object, ...], str], None]
+
+
+def validate_module(module: ModuleSpec, lines: LineMap, file: str, root: Path) -> list[ContentError]:
+    """Return every reference or structure problem of one module."""
+    errors: list[ContentError] = []
+
+    def err(path: tuple[object, ...], message: str) -> None:
+        errors.append(ContentError(file, lines.line(path), message))
+
+    if len((MODULE_BUTTON_PREFIX + module.id).encode()) > BUTTON_ID_MAX_BYTES:
+        err(("id",), f"module id '{module.id}' is too long for a menu button (max {BUTTON_ID_MAX_BYTES - 4} bytes)")
+
+    index: dict[str, int] = {}
+    for i, step in enumerate(module.steps):
+        if step.id in index:
+            err(
+                ("steps", i, "id"),
+                f"duplicate step id '{step.id}' (first at line {lines.line(('steps', index[step.id]))})",
+            )
+        else:
+            index[step.id] = i
+
+    if module.start not in index:
+        err(("start",), f"start step '{module.start}' does not exist")
+
+    for i, step in enumerate(module.steps):
+        for path, target in _targets(step, i):
+            if target not in index:
+                err(path, f"step '{step.id}' leads to unknown step '{target}'")
+        _check_step_shape(step, i, err, root)
+
+    if not any(step.complete for step in module.steps):
+        err(("steps",), "no step has 'complete: true': the module can never be finished")
+
+    reachable = _reachable(module, index)
+    for step_id, i in index.items():
+        if step_id not in reachable:
+            err(("steps", i, "id"), f"step '{step_id}' cannot be reached from '{module.start}'")
+    return errors
+
+
+def validate_messages(messages: MessagesSpec, lines: LineMap, file: str) -> list[ContentError]:
+    """Return missing keys and broken templates in the messages file."""
+    errors: list[ContentError] = []
+    for key in ACTION_KEYS:
+        if key not in messages.actions:
+            errors.append(ContentError(file, lines.line(("actions",)), f"actions: '{key}' is missing"))
+    for key in TEXT_KEYS:
+        if key not in messages.texts:
+            errors.append(ContentError(file, lines.line(("texts",)), f"texts: '{key}' is missing"))
+    for key in LABEL_KEYS:
+        if key not in messages.labels:
+            errors.append(ContentError(file, lines.line(("labels",)), f"labels: '{key}' is missing"))
+    templates = [(("texts", k), v) for k, v in messages.texts.items()]
+    templates += [(("actions", k, "label"), a.label) for k, a in messages.actions.items()]
+    for path, text in templates:
+        problem = compile_check(text)
+        if problem:
+            errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: {problem}"))
+        elif not text.strip():
+            errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: text is empty"))
+    return errors
+
+
+def _targets(step: StepSpec, i: int) -> list[tuple[tuple[object, ...], str]]:
+    found: list[tuple[tuple[object, ...], str]] = []
+    found += [(("steps", i, "buttons", j, "goto"), b.goto) for j, b in enumerate(step.buttons)]
+    found += [(("steps", i, "answers", j, "goto"), a.goto) for j, a in enumerate(step.answers)]
+    if step.check:
+        found.append((("steps", i, "check", "next"), step.check.next))
+    return found
+
+
+def _check_step_shape(step: StepSpec, i: int, err: _Report, root: Path) -> None:
+    ids = [b.id for b in step.buttons] + ([o.id for o in step.check.options] if step.check else [])
+    seen: set[str] = set()
+    for button_id in ids:
+        if button_id in seen:
+            err(("steps", i), f"step '{step.id}': button id '{button_id}' is used twice")
+        if button_id in ACTION_KEYS or button_id.startswith(MODULE_BUTTON_PREFIX):
+            err(("steps", i), f"step '{step.id}': button id '{button_id}' is reserved for the engine")
+        seen.add(button_id)
+    if step.check:
+        if not any(o.correct for o in step.check.options):
+            err(("steps", i, "check", "options"), f"step '{step.id}': the check has no correct answer")
+        if step.buttons:
+            err(("steps", i, "buttons"), f"step '{step.id}': a check step cannot also have buttons")
+        if step.complete:
+            err(("steps", i, "complete"), f"step '{step.id}': a check step cannot be the completion step")
+    elif not step.complete and not step.buttons and not step.answers:
+        err(("steps", i), f"step '{step.id}' is a dead end: add buttons, a check, or 'complete: true'")
+    if step.image and not step.image.startswith("https://") and not (root / IMAGES_DIR / step.image).is_file():
+        err(("steps", i, "image"), f"step '{step.id}': image '{step.image}' not found in {IMAGES_DIR}/")
+
+
+def _reachable(module: ModuleSpec, index: dict[str, int]) -> set[str]:
+    seen: set[str] = set()
+    todo = [module.start] if module.start in index else []
+    while todo:
+        step_id = todo.pop()
+        if step_id in seen or step_id not in index:
+            continue
+        seen.add(step_id)
+        todo += [target for _, target in _targets(module.steps[index[step_id]], index[step_id])]
+    return seen

@@ -1,0 +1,114 @@
+"""Shared fixtures: content folders, catalogs, and databases on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from content import CONTENT_DIR
+from flows.catalog import Catalog, load_catalog
+from storage.db import create_engine, make_sessionmaker
+from storage.migrate import upgrade
+
+DATA = Path(__file__).parent / "data"
+T0 = dt.datetime(2026, 11, 2, 1, 30, tzinfo=dt.UTC)
+POSTGRES_URL = os.environ.get("HOCVUSO_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("HOCVUSO_REQUIRE_POSTGRES") == "1"
+
+
+def make_content(root: Path, modules: dict[str, str] | None = None, messages: str | None = None) -> Path:
+    """A content folder with the shipped messages and the given module files (name -> YAML)."""
+    content = root / "content"
+    (content / "modules").mkdir(parents=True)
+    if messages is None:
+        shutil.copy(CONTENT_DIR / "messages.yaml", content / "messages.yaml")
+    else:
+        (content / "messages.yaml").write_text(messages, encoding="utf-8")
+    for name, text in (modules or {"mini.yaml": (DATA / "mini_module.yaml").read_text(encoding="utf-8")}).items():
+        (content / "modules" / name).write_text(text, encoding="utf-8")
+    return content
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Catalog:
+    return load_catalog(CONTENT_DIR)
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Catalog:
+    return load_catalog(make_content(tmp_path))
+
+
+async def _postgres_database() -> tuple[str, str]:
+    """Create a throwaway database; return (its URL, its name)."""
+    import asyncpg
+
+    url = make_url(POSTGRES_URL)
+    name = f"hocvuso_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_postgres_database(name: str) -> None:
+    import asyncpg
+
+    url = make_url(POSTGRES_URL)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _postgres_or_skip() -> None:
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("HOCVUSO_REQUIRE_POSTGRES=1 but HOCVUSO_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL tests need HOCVUSO_TEST_POSTGRES_URL (CI sets it; see .ci/run)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    _postgres_or_skip()
+    try:
+        url, name = await _postgres_database()
+    except Exception as exc:  # any connection failure
+        if REQUIRE_POSTGRES:
+            raise
+        pytest.skip(f"PostgreSQL at HOCVUSO_TEST_POSTGRES_URL is not reachable: {exc}")
+    yield url
+    await _drop_postgres_database(name)
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database engine."""
+    engine = create_engine(db_url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
