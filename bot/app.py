@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.sender import OutboxSender
+from content import read_content
 from flows.catalog import Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import is_current, upgrade
@@ -33,7 +34,7 @@ class App:
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Load content, open (and if configured, upgrade) the database, wire the dispatcher and sender."""
-    catalog = load_catalog(settings.content_dir)
+    catalog = load_catalog(read_content(settings.content_dir))
     engine = create_engine(settings.database_url)
     try:
         if settings.auto_upgrade:

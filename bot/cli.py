@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.app import SchemaOutdated, open_app
 from bot.config import Settings
+from content import read_content
 from flows.catalog import ContentInvalid, check_content
 from storage.db import create_engine
 from storage.migrate import upgrade
@@ -80,7 +81,7 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _content_check(settings: Settings, args: argparse.Namespace) -> int:
     root = args.path or settings.content_dir
-    errors = check_content(root)
+    errors = check_content(read_content(root))
     for error in errors:
         print(error, file=sys.stderr)
     if errors:

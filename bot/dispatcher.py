@@ -57,7 +57,7 @@ class Dispatcher:
             try:
                 processed = await self._handle_once(envelope)
             except (StaleDataError, IntegrityError):
-                # Another worker changed this person's state (or created them) first: redo on fresh data.
+                # Another worker created this person (or changed their state) first: redo on fresh data.
                 if attempt == MAX_TRIES:
                     raise
                 log.info("concurrent update for %s/%s, retrying", envelope.channel, envelope.sender_id)
@@ -73,7 +73,8 @@ class Dispatcher:
             if not await claim_inbound(session, envelope.channel, envelope.event_id, now):
                 return False
             person_id = await person_for_identity(session, envelope.channel, envelope.sender_id, now)
-            conversation = await session.get(Conversation, person_id)
+            # Row lock on PostgreSQL: one person's events are applied one at a time.
+            conversation = await session.get(Conversation, person_id, with_for_update=True)
             state = ConversationState.from_dict(conversation.state if conversation else None)
             outcome = advance(self.catalog, state, envelope.inbound)
             if conversation is None:

@@ -140,7 +140,8 @@ class OutboxSender:
         async with self._sessions.begin() as session:
             row = await session.get_one(OutboxMessage, row_id)
             row.status = status
-            row.last_error = error
+            if error is not None:  # a sent row keeps the error of its last failed try, for statistics
+                row.last_error = error
             if status is OutboxStatus.SENT:
                 row.sent_at = now
             if unreachable:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -17,6 +16,7 @@ from flows.yaml_lines import LineMap, load_with_lines
 
 MESSAGES_FILE = "messages.yaml"
 MODULES_DIR = "modules"
+IMAGES_DIR = "images"
 
 # Buttons the engine adds by itself; content must define their labels.
 ACTION_KEYS = ("menu", "back", "stuck", "retry", "human", "continue")
@@ -99,75 +99,90 @@ def build_catalog(modules: list[ModuleSpec], messages: MessagesSpec) -> Catalog:
     )
 
 
-def load_catalog(root: Path) -> Catalog:
-    """Load and validate the content folder, or raise :class:`ContentInvalid`."""
-    catalog, errors = _load(root)
+@dataclass(frozen=True)
+class ContentFiles:
+    """A content folder as bytes, read by the caller: flows itself does no I/O.
+
+    ``files`` maps paths relative to the folder ("messages.yaml",
+    "modules/vneid.yaml") to their bytes; ``images`` lists the file names in
+    ``images/``; ``name`` prefixes paths in error messages.
+    """
+
+    name: str
+    files: Mapping[str, bytes]
+    images: frozenset[str] = frozenset()
+
+
+def load_catalog(content: ContentFiles) -> Catalog:
+    """Validate content and build the catalog, or raise :class:`ContentInvalid`."""
+    catalog, errors = _load(content)
     if errors or catalog is None:
         raise ContentInvalid(errors)
     return catalog
 
 
-def check_content(root: Path) -> list[ContentError]:
-    """Return every problem in the content folder (empty when it is fine)."""
-    return _load(root)[1]
+def check_content(content: ContentFiles) -> list[ContentError]:
+    """Return every problem in the content (empty when it is fine)."""
+    return _load(content)[1]
 
 
-def _load(root: Path) -> tuple[Catalog | None, list[ContentError]]:
+def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
     from flows.validate import validate_messages, validate_module
 
     errors: list[ContentError] = []
-    messages = _parse(root, root / MESSAGES_FILE, MessagesSpec, errors)
+    messages = _parse(content, MESSAGES_FILE, MessagesSpec, errors)
     if messages is not None:
-        errors += validate_messages(messages[0], messages[1], _rel(root, root / MESSAGES_FILE))
+        errors += validate_messages(messages[0], messages[1], _shown(content, MESSAGES_FILE))
     modules: list[ModuleSpec] = []
     seen: dict[str, str] = {}
-    module_files = sorted((root / MODULES_DIR).glob("*.yaml"))
+    module_files = sorted(p for p in content.files if p.startswith(f"{MODULES_DIR}/") and p.endswith(".yaml"))
     if not module_files:
-        errors.append(ContentError(MODULES_DIR, 0, "no module files (*.yaml) found"))
+        errors.append(ContentError(_shown(content, MODULES_DIR), 0, "no module files (*.yaml) found"))
     for path in module_files:
-        parsed = _parse(root, path, ModuleSpec, errors)
+        parsed = _parse(content, path, ModuleSpec, errors)
         if parsed is None:
             continue
         module, lines = parsed
-        rel = _rel(root, path)
+        shown = _shown(content, path)
         if module.id in seen:
             errors.append(
-                ContentError(rel, lines.line(("id",)), f"duplicate module id '{module.id}' (also in {seen[module.id]})")
+                ContentError(
+                    shown, lines.line(("id",)), f"duplicate module id '{module.id}' (also in {seen[module.id]})"
+                )
             )
             continue
-        seen[module.id] = rel
-        errors += validate_module(module, lines, rel, root)
+        seen[module.id] = shown
+        errors += validate_module(module, lines, shown, content.images)
         modules.append(module)
     if errors or messages is None:
         return None, errors
     return build_catalog(modules, messages[0]), []
 
 
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root.parent))
-    except ValueError:
-        return str(path)
+def _shown(content: ContentFiles, path: str) -> str:
+    return f"{content.name}/{path}" if content.name else path
 
 
-def _parse(root: Path, path: Path, model: type[_Spec], errors: list[ContentError]) -> tuple[_Spec, LineMap] | None:
-    rel = _rel(root, path)
-    if not path.exists():
-        errors.append(ContentError(rel, 0, "file is missing"))
+def _parse(
+    content: ContentFiles, path: str, model: type[_Spec], errors: list[ContentError]
+) -> tuple[_Spec, LineMap] | None:
+    shown = _shown(content, path)
+    if path not in content.files:
+        errors.append(ContentError(shown, 0, "file is missing"))
         return None
     try:
-        data, lines = load_with_lines(path.read_text(encoding="utf-8"))
+        data, lines = load_with_lines(content.files[path].decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
-        errors.append(ContentError(rel, line, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        errors.append(ContentError(shown, line, f"not valid YAML or not UTF-8: {getattr(exc, 'problem', exc)}"))
         return None
-    errors += [ContentError(rel, line, msg) for line, msg in lines.problems]
+    errors += [ContentError(shown, line, msg) for line, msg in lines.problems]
     try:
         return model.model_validate(data), lines
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            errors.append(ContentError(rel, lines.line(err["loc"]), f"{where}: {err['msg']}"))
+            errors.append(ContentError(shown, lines.line(err["loc"]), f"{where}: {err['msg']}"))
         return None
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-from flows.catalog import ACTION_KEYS, LABEL_KEYS, TEXT_KEYS, ContentError, compile_check
+from flows.catalog import ACTION_KEYS, IMAGES_DIR, LABEL_KEYS, TEXT_KEYS, ContentError, compile_check
 from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, StepSpec
 from flows.yaml_lines import LineMap
 
 MODULE_BUTTON_PREFIX = "mod:"
-IMAGES_DIR = "images"
 
 _Report = Callable[[tuple[object, ...], str], None]
 
 
-def validate_module(module: ModuleSpec, lines: LineMap, file: str, root: Path) -> list[ContentError]:
+def validate_module(module: ModuleSpec, lines: LineMap, file: str, images: frozenset[str]) -> list[ContentError]:
     """Return every reference or structure problem of one module."""
     errors: list[ContentError] = []
 
@@ -42,7 +40,7 @@ def validate_module(module: ModuleSpec, lines: LineMap, file: str, root: Path) -
         for path, target in _targets(step, i):
             if target not in index:
                 err(path, f"step '{step.id}' leads to unknown step '{target}'")
-        _check_step_shape(step, i, err, root)
+        _check_step_shape(step, i, err, images)
 
     if not any(step.complete for step in module.steps):
         err(("steps",), "no step has 'complete: true': the module can never be finished")
@@ -86,7 +84,7 @@ def _targets(step: StepSpec, i: int) -> list[tuple[tuple[object, ...], str]]:
     return found
 
 
-def _check_step_shape(step: StepSpec, i: int, err: _Report, root: Path) -> None:
+def _check_step_shape(step: StepSpec, i: int, err: _Report, images: frozenset[str]) -> None:
     ids = [b.id for b in step.buttons] + ([o.id for o in step.check.options] if step.check else [])
     seen: set[str] = set()
     for button_id in ids:
@@ -104,7 +102,7 @@ def _check_step_shape(step: StepSpec, i: int, err: _Report, root: Path) -> None:
             err(("steps", i, "complete"), f"step '{step.id}': a check step cannot be the completion step")
     elif not step.complete and not step.buttons and not step.answers:
         err(("steps", i), f"step '{step.id}' is a dead end: add buttons, a check, or 'complete: true'")
-    if step.image and not step.image.startswith("https://") and not (root / IMAGES_DIR / step.image).is_file():
+    if step.image and not step.image.startswith("https://") and step.image not in images:
         err(("steps", i, "image"), f"step '{step.id}': image '{step.image}' not found in {IMAGES_DIR}/")
 
 

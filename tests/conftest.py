@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from content import CONTENT_DIR
+from content import CONTENT_DIR, read_content
 from flows.catalog import Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade
 
 DATA = Path(__file__).parent / "data"
 T0 = dt.datetime(2026, 11, 2, 1, 30, tzinfo=dt.UTC)
-POSTGRES_URL = os.environ.get("HOCVUSO_TEST_POSTGRES_URL", "")
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
+POSTGRES_URL = os.environ.get("HOCVUSO_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
 REQUIRE_POSTGRES = os.environ.get("HOCVUSO_REQUIRE_POSTGRES") == "1"
 
 
@@ -39,12 +40,12 @@ def make_content(root: Path, modules: dict[str, str] | None = None, messages: st
 
 @pytest.fixture(scope="session")
 def shipped() -> Catalog:
-    return load_catalog(CONTENT_DIR)
+    return load_catalog(read_content())
 
 
 @pytest.fixture
 def mini(tmp_path: Path) -> Catalog:
-    return load_catalog(make_content(tmp_path))
+    return load_catalog(read_content(make_content(tmp_path)))
 
 
 async def _postgres_database() -> tuple[str, str]:
@@ -76,11 +77,7 @@ async def _drop_postgres_database(name: str) -> None:
         await admin.close()
 
 
-def _postgres_or_skip() -> None:
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("HOCVUSO_REQUIRE_POSTGRES=1 but HOCVUSO_TEST_POSTGRES_URL is not set")
-        pytest.skip("PostgreSQL tests need HOCVUSO_TEST_POSTGRES_URL (CI sets it; see .ci/run)")
+_postgres_unreachable: list[str] = []  # the first connection error, so later tests skip at once
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -89,13 +86,18 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
-    _postgres_or_skip()
+    if _postgres_unreachable:
+        pytest.skip(_postgres_unreachable[0])
     try:
         url, name = await _postgres_database()
     except Exception as exc:  # any connection failure
         if REQUIRE_POSTGRES:
             raise
-        pytest.skip(f"PostgreSQL at HOCVUSO_TEST_POSTGRES_URL is not reachable: {exc}")
+        _postgres_unreachable.append(
+            f"no PostgreSQL reachable at {make_url(POSTGRES_URL).render_as_string()} ({type(exc).__name__}); "
+            "set HOCVUSO_TEST_POSTGRES_URL, or run .ci/postgres.sh"
+        )
+        pytest.skip(_postgres_unreachable[0])
     yield url
     await _drop_postgres_database(name)
 

@@ -1,0 +1,133 @@
+"""Dispatcher + storage: one transaction per inbound event, processed once (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import bot.dispatcher
+from bot.dispatcher import Dispatcher, Envelope
+from flows.catalog import Catalog
+from flows.types import Inbound, InboundKind
+from storage.models import (
+    Base,
+    ChannelIdentity,
+    Conversation,
+    OutboxMessage,
+    ParticipationEvent,
+    Person,
+    ProcessedInbound,
+)
+from tests.helpers import T0
+
+
+def envelope(event_id: str, text: str = "", kind: InboundKind = InboundKind.TEXT, user: str = "u1") -> Envelope:
+    return Envelope("console", event_id, user, Inbound(kind, T0, text=text))
+
+
+async def counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        return {
+            model.__tablename__: await session.scalar(select(func.count()).select_from(model))
+            for model in (Person, ChannelIdentity, Conversation, ProcessedInbound, ParticipationEvent, OutboxMessage)
+        }
+
+
+async def state_of(sessions: async_sessionmaker[AsyncSession], user: str = "u1") -> tuple[dict, int]:
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(Conversation.state, Conversation.version)
+                .join(ChannelIdentity, ChannelIdentity.person_id == Conversation.person_id)
+                .where(ChannelIdentity.external_id == user)
+            )
+        ).one()
+    return row.state, row.version
+
+
+async def test_migration_matches_the_models(engine: AsyncEngine) -> None:
+    def diff(connection) -> list:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_an_event_writes_state_log_and_outbox_together(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    assert await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    assert await dispatcher.handle(envelope("2", "bai thu"))
+    state, _ = await state_of(sessions)
+    assert state["module"] == "mini"
+    assert state["step"] == "a"
+    async with sessions() as session:
+        kinds = (await session.scalars(select(ParticipationEvent.kind).order_by(ParticipationEvent.id))).all()
+        outbox = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+    assert kinds == ["started", "step"]
+    assert [m.payload["text"] for m in outbox][1] == "Bước A"
+    assert {(m.recipient, m.status, m.channel) for m in outbox} == {("u1", "pending", "console")}
+
+
+async def test_a_redelivered_event_changes_nothing(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    first = envelope("2", "bai thu")
+    assert await dispatcher.handle(first) is True
+    before_counts, before_state = await counts(sessions), await state_of(sessions)
+    assert await dispatcher.handle(first) is False
+    assert await dispatcher.handle(dataclasses.replace(first, inbound=Inbound(InboundKind.TEXT, T0, text="1"))) is False
+    assert await counts(sessions) == before_counts
+    assert await state_of(sessions) == before_state
+
+
+async def test_the_same_event_id_on_another_channel_is_a_different_event(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    assert await dispatcher.handle(envelope("7", kind=InboundKind.START))
+    assert await dispatcher.handle(dataclasses.replace(envelope("7", kind=InboundKind.START), channel="telegram"))
+    assert (await counts(sessions))["persons"] == 2
+
+
+async def test_a_failure_inside_the_transaction_leaves_no_trace(
+    mini: Catalog, sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    before_counts, before_state = await counts(sessions), await state_of(sessions)
+
+    def explode(*_args, **_kwargs) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(bot.dispatcher, "enqueue", explode)
+    with pytest.raises(RuntimeError):
+        await dispatcher.handle(envelope("2", "bai thu"))
+    assert await counts(sessions) == before_counts
+    assert await state_of(sessions) == before_state
+    monkeypatch.undo()
+    assert await dispatcher.handle(envelope("2", "bai thu")) is True  # the redelivery is processed in full
+    assert (await state_of(sessions))[0]["step"] == "a"
+
+
+async def test_concurrent_events_of_one_person_are_all_applied(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    await dispatcher.handle(envelope("0", kind=InboundKind.START))
+    # Each "menu" / "bai thu" pair toggles; ten concurrent events must all land, none lost.
+    texts = ["bai thu", "menu"] * 5
+    results = await asyncio.gather(*(dispatcher.handle(envelope(f"e{i}", t)) for i, t in enumerate(texts)))
+    assert all(results)
+    _, version = await state_of(sessions)
+    assert version == 1 + len(texts)
+    assert (await counts(sessions))["processed_inbound"] == 1 + len(texts)
+
+
+async def test_first_contacts_of_many_people_at_once(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    people = [f"user{i}" for i in range(12)]
+    await asyncio.gather(*(dispatcher.handle(envelope(f"s-{p}", kind=InboundKind.START, user=p)) for p in people))
+    assert (await counts(sessions))["persons"] == len(people)
+    assert (await counts(sessions))["channel_identities"] == len(people)

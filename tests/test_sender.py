@@ -1,0 +1,159 @@
+"""The outbox sender: order, retries, unreachable people, recovery after a crash."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from bot.sender import MAX_ATTEMPTS, OutboxSender
+from bot.transport import Rejected, RetryLater, Unreachable
+from flows.types import Reply
+from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority
+from storage.repo import enqueue
+from tests.helpers import T0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+class RecordingTransport:
+    """Records what it sends; raises the queued failures first."""
+
+    channel = "test"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.failures: dict[str, list[Exception]] = {}
+
+    async def send(self, recipient: str, reply: Reply) -> None:
+        queued = self.failures.get(reply.text)
+        if queued:
+            raise queued.pop(0)
+        self.sent.append((recipient, reply.text))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def transport() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+def sender(sessions, transport, clock) -> OutboxSender:
+    return OutboxSender(sessions, {"test": transport}, clock=clock)
+
+
+async def queue(sessions, recipient: str, *texts: str, priority: int = Priority.REPLY) -> None:
+    async with sessions.begin() as session:
+        enqueue(
+            session,
+            channel="test",
+            recipient=recipient,
+            person_id=None,
+            payloads=[Reply(text=t).to_dict() for t in texts],
+            priority=priority,
+            now=T0,
+        )
+
+
+async def statuses(sessions) -> dict[str, tuple[str, int, str | None]]:
+    async with sessions() as session:
+        rows = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+    return {r.payload["text"]: (r.status, r.attempts, r.last_error) for r in rows}
+
+
+async def test_sends_in_order_once(sessions, sender, transport) -> None:
+    await queue(sessions, "a", "a1", "a2", "a3")
+    await queue(sessions, "b", "b1")
+    assert await sender.drain() == 4
+    assert [t for r, t in transport.sent if r == "a"] == ["a1", "a2", "a3"]
+    assert ("b", "b1") in transport.sent
+    assert await sender.drain() == 0
+    assert len(transport.sent) == 4
+    assert {s for s, _, _ in (await statuses(sessions)).values()} == {"sent"}
+
+
+async def test_replies_go_before_bulk(sessions, sender, transport) -> None:
+    await queue(sessions, "x", "bulk", priority=Priority.BULK)
+    await queue(sessions, "y", "reply")
+    await sender.drain()
+    assert [t for _, t in transport.sent] == ["reply", "bulk"]
+
+
+async def test_retry_after_waits_and_keeps_order(sessions, sender, transport, clock) -> None:
+    transport.failures["a1"] = [RetryLater("429 Too Many Requests", retry_after=5)]
+    await queue(sessions, "a", "a1", "a2")
+    await queue(sessions, "b", "b1")
+    await sender.drain()
+    assert transport.sent == [("b", "b1")]  # a2 waits behind a1
+    clock.advance(4)
+    await sender.drain()
+    assert transport.sent == [("b", "b1")]
+    clock.advance(1)
+    await sender.drain()
+    assert transport.sent == [("b", "b1"), ("a", "a1"), ("a", "a2")]
+    assert (await statuses(sessions))["a1"] == ("sent", 2, "429 Too Many Requests")
+
+
+async def test_errors_back_off_then_fail_visibly(sessions, sender, transport, clock) -> None:
+    transport.failures["x"] = [TimeoutError("slow")] * MAX_ATTEMPTS
+    await queue(sessions, "a", "x")
+    for _ in range(MAX_ATTEMPTS):
+        await sender.drain()
+        clock.advance(3600)
+    status, attempts, error = (await statuses(sessions))["x"]
+    assert (status, attempts) == ("failed", MAX_ATTEMPTS)
+    assert "TimeoutError: slow" in error
+    assert transport.sent == []
+
+
+async def test_rejected_fails_at_once_with_reason(sessions, sender, transport) -> None:
+    transport.failures["bad"] = [Rejected("400 message is too long")]
+    await queue(sessions, "a", "bad", "next")
+    await sender.drain()
+    assert (await statuses(sessions))["bad"] == ("failed", 1, "400 message is too long")
+    assert transport.sent == [("a", "next")]
+
+
+async def test_blocked_person_is_marked_unreachable(sessions, sender, transport) -> None:
+    async with sessions.begin() as session:
+        person = Person(created_at=T0)
+        session.add(person)
+        await session.flush()
+        session.add(ChannelIdentity(person_id=person.id, channel="test", external_id="a", created_at=T0))
+    transport.failures["hi"] = [Unreachable("403 Forbidden: bot was blocked by the user")]
+    await queue(sessions, "a", "hi")
+    await sender.drain()
+    assert (await statuses(sessions))["hi"][0] == "unreachable"
+    async with sessions() as session:
+        identity = await session.scalar(select(ChannelIdentity))
+    assert identity.unreachable_since == T0
+
+
+async def test_recovery_retries_replies_but_not_bulk(sessions, sender, transport) -> None:
+    await queue(sessions, "a", "reply in flight")
+    await queue(sessions, "b", "bulk in flight", priority=Priority.BULK)
+    async with sessions.begin() as session:  # what a crash during the platform call leaves behind
+        for row in (await session.scalars(select(OutboxMessage))).all():
+            row.status = OutboxStatus.SENDING
+            row.attempts = 1
+    await sender.recover()
+    await sender.drain()
+    assert transport.sent == [("a", "reply in flight")]
+    result = await statuses(sessions)
+    assert result["reply in flight"][0] == "sent"
+    assert result["bulk in flight"][0] == "unknown"
