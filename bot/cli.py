@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from bot.app import SchemaOutdated, open_app
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from content import read_content
 from flows.catalog import ContentInvalid, check_content
 from storage.db import create_engine
@@ -23,10 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
     try:
-        return args.func(settings, args)
-    except (ContentInvalid, SchemaOutdated) as exc:
+        return args.func(Settings.from_env(), args)
+    except (ContentInvalid, SchemaOutdated, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hocvuso", description="Bình dân học vụ số assistant")
     commands = parser.add_subparsers(metavar="COMMAND")
+
+    run = commands.add_parser("run", help="serve the web chat, the Telegram webhook and /healthz")
+    run.add_argument("--host", help="address to listen on (default: HOCVUSO_HOST or 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port (default: HOCVUSO_PORT or 8080)")
+    run.set_defaults(func=_run)
 
     chat = commands.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--user", default="local", help="who is chatting (default: local)")
@@ -49,10 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path, help="content folder (default: the configured one)")
     check.set_defaults(func=_content_check)
 
+    match = commands.add_parser("match", help="show where free text is routed (top three, with scores)")
+    match.add_argument("text", help="a message as a resident would type it")
+    match.add_argument("--explain", action="store_true", help="also list the words each destination matched")
+    match.set_defaults(func=_match)
+
     export = commands.add_parser("export", help="export the participation log")
     export.add_argument("--out", required=True, type=Path, help="file to write (.csv)")
     export.set_defaults(func=_export)
     return parser
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.server import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    asyncio.run(serve(dataclasses.replace(settings, **overrides)))
+    return 0
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,6 +106,14 @@ def _content_check(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(errors)} problem(s) in {root}", file=sys.stderr)
         return 1
     print(f"content OK: {root}")
+    return 0
+
+
+def _match(settings: Settings, args: argparse.Namespace) -> int:
+    from flows.catalog import load_catalog
+    from flows.explain import describe
+
+    print(describe(load_catalog(read_content(settings.content_dir)), args.text, explain=args.explain))
     return 0
 
 

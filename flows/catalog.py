@@ -11,15 +11,25 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
-from flows.model import MessagesSpec, ModuleSpec, StepSpec
+from flows.model import MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpec
+from flows.normalize import Normalizer
+from flows.router import OUT_OF_SCOPE, Router
+from flows.scam_check import ScamSignals
 from flows.yaml_lines import LineMap, load_with_lines
 
 MESSAGES_FILE = "messages.yaml"
+ROUTING_FILE = "routing.yaml"
+SCAM_FILE = "scam_check.yaml"
+MODULE_BUTTON_PREFIX = "mod:"
 MODULES_DIR = "modules"
 IMAGES_DIR = "images"
 
 # Buttons the engine adds by itself; content must define their labels.
-ACTION_KEYS = ("menu", "back", "stuck", "retry", "human", "continue")
+ACTION_KEYS = ("menu", "back", "stuck", "retry", "human", "continue", "help", "stop", "subscribe", "scam_check")
+# Actions that free text can reach from anywhere (the others only make sense on a screen that offers them).
+COMMAND_KEYS = ("menu", "back", "help", "human", "stop", "subscribe", "scam_check")
+# Commands that people say in a few words: a long message is rarely one of them.
+BRIEF_COMMAND_KEYS = ("menu", "back", "help", "stop", "subscribe")
 # Sentences the engine says by itself; content must define them.
 TEXT_KEYS = (
     "welcome",
@@ -35,11 +45,23 @@ TEXT_KEYS = (
     "content_updated",
     "unsupported_message",
     "reply_with_number",
+    "help",
+    "stop_confirmed",
+    "subscribe_confirmed",
+    "suggest",
+    "choose_offer",
+    "out_of_scope",
+    "secret_warning",
+    "scam_check_prompt",
+    "scam_found",
+    "scam_none",
+    "scam_footer",
 )
 
 # Column headers of the participation-log export, in order.
 EXPORT_COLUMNS = ("at", "person", "channel", "module", "module_version", "kind", "step", "assisted_by")
-LABEL_KEYS = tuple(f"export.{column}" for column in EXPORT_COLUMNS)
+WEB_LABELS = ("title", "subtitle", "placeholder", "send", "offline")
+LABEL_KEYS = (*(f"export.{column}" for column in EXPORT_COLUMNS), *(f"web.{key}" for key in WEB_LABELS))
 
 
 @dataclass(frozen=True)
@@ -62,7 +84,7 @@ class ContentInvalid(Exception):
         self.errors = errors
 
 
-_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec)
+_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec)
 _sandbox = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
@@ -72,6 +94,10 @@ class Catalog:
 
     modules: Mapping[str, ModuleSpec]
     messages: MessagesSpec
+    routing: RoutingSpec
+    scam: ScamSpec
+    router: Router = field(repr=False)
+    scam_signals: ScamSignals = field(repr=False)
     _steps: Mapping[tuple[str, str], StepSpec] = field(repr=False)
     _templates: Mapping[str, Template] = field(repr=False)
 
@@ -86,17 +112,66 @@ class Catalog:
         return self._templates[f"action:{key}"].render(**values).strip()
 
 
-def build_catalog(modules: list[ModuleSpec], messages: MessagesSpec) -> Catalog:
-    """Index validated specs; templates are compiled once here."""
+def build_catalog(modules: list[ModuleSpec], messages: MessagesSpec, routing: RoutingSpec, scam: ScamSpec) -> Catalog:
+    """Index validated specs; templates, the router and the scam signals are built once here."""
     ordered = sorted(modules, key=lambda m: (m.order, m.id))
     templates = {key: _sandbox.from_string(text) for key, text in messages.texts.items()}
     templates |= {f"action:{key}": _sandbox.from_string(a.label) for key, a in messages.actions.items()}
+    destinations = route_phrases(ordered, messages, routing)
+    normalizer = Normalizer.build(
+        {**routing.abbreviations, **routing.english},
+        known_texts(ordered, messages, scam),
+        [p for phrases in destinations.values() for p in phrases],
+    )
     return Catalog(
         modules={m.id: m for m in ordered},
         messages=messages,
+        routing=routing,
+        scam=scam,
+        router=Router.build(
+            destinations, normalizer, routing.fillers, COMMAND_KEYS, module_texts(ordered), BRIEF_COMMAND_KEYS
+        ),
+        scam_signals=ScamSignals.build(scam, normalizer),
         _steps={(m.id, s.id): s for m in ordered for s in m.steps},
         _templates=templates,
     )
+
+
+def route_phrases(modules: list[ModuleSpec], messages: MessagesSpec, routing: RoutingSpec) -> dict[str, list[str]]:
+    """Every routing destination with its phrases: modules, commands, out of scope."""
+    found = {f"{MODULE_BUTTON_PREFIX}{m.id}": [m.title, *m.keywords] for m in modules}
+    for key in COMMAND_KEYS:
+        action = messages.actions[key]
+        found[key] = [action.label, *action.keywords]
+    found[OUT_OF_SCOPE] = list(routing.out_of_scope)
+    return found
+
+
+def module_texts(modules: list[ModuleSpec]) -> dict[str, list[str]]:
+    """What each module says, as background evidence for routing."""
+    found = {}
+    for module in modules:
+        texts = [module.summary]
+        for step in module.steps:
+            texts += [step.text, step.stuck, *(b.label for b in step.buttons)]
+            texts += [p for answer in step.answers for p in answer.phrases]
+        found[f"{MODULE_BUTTON_PREFIX}{module.id}"] = texts
+    return found
+
+
+def known_texts(modules: list[ModuleSpec], messages: MessagesSpec, scam: ScamSpec) -> list[str]:
+    """All the correct Vietnamese in the content: its words are never taken for typos."""
+    texts = [*messages.texts.values(), *(a.label for a in messages.actions.values())]
+    for flag in scam.flags.values():
+        texts += [flag.explain, *flag.phrases]
+    for module in modules:
+        texts += [module.title, module.summary, *module.keywords]
+        for step in module.steps:
+            texts += [step.text, step.stuck, *(b.label for b in step.buttons)]
+            texts += [p for answer in step.answers for p in answer.phrases]
+            if step.check:
+                texts += [step.check.right, step.check.wrong, *(o.label for o in step.check.options)]
+    return texts
 
 
 @dataclass(frozen=True)
@@ -127,12 +202,18 @@ def check_content(content: ContentFiles) -> list[ContentError]:
 
 
 def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
-    from flows.validate import validate_messages, validate_module
+    from flows.validate import validate_messages, validate_module, validate_routing, validate_scam
 
     errors: list[ContentError] = []
     messages = _parse(content, MESSAGES_FILE, MessagesSpec, errors)
     if messages is not None:
         errors += validate_messages(messages[0], messages[1], _shown(content, MESSAGES_FILE))
+    routing = _parse(content, ROUTING_FILE, RoutingSpec, errors)
+    if routing is not None:
+        errors += validate_routing(routing[0], routing[1], _shown(content, ROUTING_FILE))
+    scam = _parse(content, SCAM_FILE, ScamSpec, errors)
+    if scam is not None:
+        errors += validate_scam(scam[0], scam[1], _shown(content, SCAM_FILE))
     modules: list[ModuleSpec] = []
     seen: dict[str, str] = {}
     module_files = sorted(p for p in content.files if p.startswith(f"{MODULES_DIR}/") and p.endswith(".yaml"))
@@ -154,9 +235,9 @@ def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
         seen[module.id] = shown
         errors += validate_module(module, lines, shown, content.images)
         modules.append(module)
-    if errors or messages is None:
+    if errors or messages is None or routing is None or scam is None:
         return None, errors
-    return build_catalog(modules, messages[0]), []
+    return build_catalog(modules, messages[0], routing[0], scam[0]), []
 
 
 def _shown(content: ContentFiles, path: str) -> str:

@@ -180,3 +180,38 @@ class MessagesSpec(_Strict):
     actions: dict[str, GlobalAction]
     texts: dict[str, str]
     labels: dict[str, str] = {}  # short labels for officers' files, e.g. export column headers
+
+
+class RoutingSpec(_Strict):
+    """How free text is read (``content/routing.yaml``).
+
+    ``abbreviations`` and ``english`` map what people type (one or more words)
+    to the words they mean; ``fillers`` carry no meaning for routing;
+    ``out_of_scope`` are topics the bot politely declines.
+    """
+
+    abbreviations: dict[str, str] = {}
+    english: dict[str, str] = {}
+    fillers: list[str] = []
+    out_of_scope: list[str] = Field(min_length=1)
+
+
+class ScamFlagSpec(_Strict):
+    """One sign of a scam: its simple explanation and the phrases that show it."""
+
+    explain: str
+    phrases: list[str] = []
+
+    _explain = field_validator("explain")(_non_blank)
+
+
+class ScamSpec(_Strict):
+    """What "Kiểm tra tin nhắn" looks for (``content/scam_check.yaml``)."""
+
+    offer_in_modules: list[str] = []
+    official_domains: list[str] = Field(min_length=1)
+    brands: list[str] = []
+    odd_tlds: list[str] = []
+    known_tlds: list[str] = []
+    shorteners: list[str] = []
+    flags: dict[str, ScamFlagSpec]

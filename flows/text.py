@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
@@ -27,10 +28,24 @@ def fold(text: str) -> str:
     return _SPACES.sub(" ", _PUNCT.sub(" ", bare)).strip()
 
 
+@lru_cache(maxsize=8192)
+def fold_phrase(phrase: str) -> str:
+    """:func:`fold` for content phrases, which come back on every message: remembered."""
+    return fold(phrase)
+
+
 def parse_number(text: str) -> int | None:
     """Return the number if the message is only a number ("2", "2.", "so 2")."""
     match = _NUMBER.match(fold(text) if text else "")
     return int(match.group(1)) if match else None
+
+
+def exact_match(text: str, choices: Mapping[str, Iterable[str]]) -> str | None:
+    """Return the key with a phrase equal to ``text`` once both are folded, or None."""
+    folded = fold(text)
+    if not folded:
+        return None
+    return next((key for key, phrases in choices.items() if any(fold_phrase(p) == folded for p in phrases)), None)
 
 
 def best_match(text: str, choices: Mapping[str, Iterable[str]], threshold: float = 85.0) -> str | None:
@@ -46,7 +61,7 @@ def best_match(text: str, choices: Mapping[str, Iterable[str]], threshold: float
     phrases: dict[str, str] = {}
     for key, key_phrases in choices.items():
         for phrase in key_phrases:
-            folded_phrase = fold(phrase)
+            folded_phrase = fold_phrase(phrase)
             if not folded_phrase:
                 continue
             if folded_phrase == folded:

@@ -101,13 +101,23 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class ConversationState:
-    """The whole conversation state; stored as JSON between turns."""
+    """The whole conversation state; stored as JSON between turns.
+
+    ``offer`` holds the ids of buttons shown instead of the usual screen (routing
+    suggestions, choices after a scam check), so that a typed number picks from
+    them; ``scam_check`` means the next text is a message to check, not a
+    request; ``subscribed`` is False once the person said "dừng nhận tin"
+    (broadcasts must skip them).
+    """
 
     mode: Mode = Mode.MENU
     module: str = ""
     module_version: int = 0
     step: str = ""
     history: tuple[str, ...] = ()
+    offer: tuple[str, ...] = ()
+    scam_check: bool = False
+    subscribed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +126,9 @@ class ConversationState:
             "module_version": self.module_version,
             "step": self.step,
             "history": list(self.history),
+            "offer": list(self.offer),
+            "scam_check": self.scam_check,
+            "subscribed": self.subscribed,
         }
 
     @classmethod
@@ -132,6 +145,9 @@ class ConversationState:
             module_version=int(data.get("module_version", 0)),
             step=str(data.get("step", "")),
             history=tuple(str(s) for s in data.get("history", ())),
+            offer=tuple(str(s) for s in data.get("offer", ())),
+            scam_check=bool(data.get("scam_check", False)),
+            subscribed=bool(data.get("subscribed", True)),
         )
 
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flows.catalog import ACTION_KEYS, IMAGES_DIR, LABEL_KEYS, TEXT_KEYS, ContentError, compile_check
-from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, StepSpec
+from flows.catalog import (
+    ACTION_KEYS,
+    IMAGES_DIR,
+    LABEL_KEYS,
+    MODULE_BUTTON_PREFIX,
+    TEXT_KEYS,
+    ContentError,
+    compile_check,
+)
+from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpec
+from flows.scam_check import DOMAIN_FLAGS
+from flows.text import fold
 from flows.yaml_lines import LineMap
 
-MODULE_BUTTON_PREFIX = "mod:"
+__all__ = ["MODULE_BUTTON_PREFIX", "validate_messages", "validate_module", "validate_routing", "validate_scam"]
 
 _Report = Callable[[tuple[object, ...], str], None]
 
@@ -72,6 +82,32 @@ def validate_messages(messages: MessagesSpec, lines: LineMap, file: str) -> list
             errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: {problem}"))
         elif not text.strip():
             errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: text is empty"))
+    return errors
+
+
+def validate_routing(routing: RoutingSpec, lines: LineMap, file: str) -> list[ContentError]:
+    """Every word mapping and phrase must have something left after folding."""
+    errors: list[ContentError] = []
+    for section in ("abbreviations", "english"):
+        for key, value in getattr(routing, section).items():
+            if not fold(key) or not fold(value):
+                errors.append(ContentError(file, lines.line((section, key)), f"{section}: '{key}' is empty"))
+    for section in ("fillers", "out_of_scope"):
+        for i, phrase in enumerate(getattr(routing, section)):
+            if not fold(phrase):
+                errors.append(ContentError(file, lines.line((section, i)), f"{section}: phrase {i + 1} is empty"))
+    return errors
+
+
+def validate_scam(scam: ScamSpec, lines: LineMap, file: str) -> list[ContentError]:
+    """The address signs need an explanation; every other sign needs phrases."""
+    errors: list[ContentError] = []
+    for key in DOMAIN_FLAGS:
+        if key not in scam.flags:
+            errors.append(ContentError(file, lines.line(("flags",)), f"flags: '{key}' is missing"))
+    for key, flag in scam.flags.items():
+        if key not in DOMAIN_FLAGS and not any(fold(p) for p in flag.phrases):
+            errors.append(ContentError(file, lines.line(("flags", key)), f"flags: '{key}' has no phrases"))
     return errors
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from content import CONTENT_DIR, read_content
-from flows.catalog import Catalog, load_catalog
+from flows.catalog import ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade
 
@@ -26,13 +26,15 @@ REQUIRE_POSTGRES = os.environ.get("HOCVUSO_REQUIRE_POSTGRES") == "1"
 
 
 def make_content(root: Path, modules: dict[str, str] | None = None, messages: str | None = None) -> Path:
-    """A content folder with the shipped messages and the given module files (name -> YAML)."""
+    """A content folder with the shipped messages, routing and scam signs, and the given module files (name -> YAML)."""
     content = root / "content"
     (content / "modules").mkdir(parents=True)
     if messages is None:
         shutil.copy(CONTENT_DIR / "messages.yaml", content / "messages.yaml")
     else:
         (content / "messages.yaml").write_text(messages, encoding="utf-8")
+    for name in (ROUTING_FILE, SCAM_FILE):
+        shutil.copy(CONTENT_DIR / name, content / name)
     for name, text in (modules or {"mini.yaml": (DATA / "mini_module.yaml").read_text(encoding="utf-8")}).items():
         (content / "modules" / name).write_text(text, encoding="utf-8")
     return content

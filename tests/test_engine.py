@@ -26,7 +26,7 @@ def test_start_greets_and_shows_menu(mini: Catalog) -> None:
     outcome = advance(mini, ConversationState(), Inbound(InboundKind.START, T0))
     assert outcome.state.mode is Mode.MENU
     assert mini.say("welcome") in outcome.replies[0].text
-    assert labels(outcome) == ["Bài thử"]
+    assert labels(outcome) == ["Bài thử", mini.action_label("scam_check"), mini.action_label("human")]
     assert outcome.events == ()
 
 
@@ -169,12 +169,20 @@ def test_every_step_of_the_shipped_content_offers_stuck_back_and_menu(shipped: C
             assert all(len(i.encode()) <= 32 and i.isascii() for i in ids)
 
 
+BUTTON_IDS = [
+    *("menu", "back", "stuck", "retry", "human", "continue", "mod:vneid", "mod:x", "zzz"),
+    *("help", "stop", "subscribe", "scam_check", "mod:lua_dao"),
+]
 inbounds = st.one_of(
     st.builds(lambda t: Inbound(InboundKind.TEXT, T0, text=t), st.text(max_size=60)),
     st.builds(lambda n: Inbound(InboundKind.TEXT, T0, text=str(n)), st.integers(-3, 12)),
     st.builds(
         lambda b: Inbound(InboundKind.BUTTON, T0, button_id=b),
-        st.sampled_from(["menu", "back", "stuck", "retry", "human", "continue", "mod:vneid", "mod:x", "zzz"]),
+        st.sampled_from(BUTTON_IDS),
+    ),
+    st.builds(
+        lambda t: Inbound(InboundKind.TEXT, T0, text=t),
+        st.sampled_from(["quay lại", "/dung", "nhận tin trở lại", "kiểm tra tin nhắn", "giấy tờ", "mã OTP 123456"]),
     ),
     st.just(Inbound(InboundKind.START, T0)),
     st.just(Inbound(InboundKind.OTHER, T0)),
