@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from storage.repo import claim_inbound, enqueue, person_for_identity
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 5
+MAX_GROUP = 64  # events committed in one transaction at most
 
 
 @dataclass(frozen=True)
@@ -50,57 +52,97 @@ class Dispatcher:
         self._sessions = sessions
         self._on_commit = on_commit
         self._clock = clock
+        self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def handle(self, envelope: Envelope) -> bool:
-        """Process one event; False if it was a redelivery and nothing changed."""
+        """Process one event; False if it was a redelivery and nothing changed.
+
+        Returns once the event's effects are committed. Events that arrive while a
+        commit is running are committed together in the next transaction (group
+        commit); if that transaction fails, each of its events is retried alone, so
+        one bad event never takes others down with it.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((envelope, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting())
+        return await future
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            try:
+                results = await self._apply_all([envelope for envelope, _ in batch])
+            except Exception:
+                if len(batch) == 1:
+                    await self._settle_alone(*batch[0])
+                else:
+                    for envelope, future in batch:
+                        await self._settle_alone(envelope, future)
+                continue
+            for (_, future), processed in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(processed)
+            if any(results):
+                self._on_commit()
+
+    async def _settle_alone(self, envelope: Envelope, future: asyncio.Future[bool]) -> None:
+        """Commit one event in its own transaction, retrying when another worker got there first."""
         for attempt in range(1, MAX_TRIES + 1):
             try:
-                processed = await self._handle_once(envelope)
-            except (StaleDataError, IntegrityError):
+                processed = (await self._apply_all([envelope]))[0]
+            except (StaleDataError, IntegrityError) as exc:
                 # Another worker created this person (or changed their state) first: redo on fresh data.
-                if attempt == MAX_TRIES:
-                    raise
-                log.info("concurrent update for %s/%s, retrying", envelope.channel, envelope.sender_id)
-                continue
-            if processed:
-                self._on_commit()
-            return processed
-        raise AssertionError("unreachable")
-
-    async def _handle_once(self, envelope: Envelope) -> bool:
-        now = self._clock()
-        async with self._sessions.begin() as session:
-            if not await claim_inbound(session, envelope.channel, envelope.event_id, now):
-                return False
-            person_id = await person_for_identity(session, envelope.channel, envelope.sender_id, now)
-            # Row lock on PostgreSQL: one person's events are applied one at a time.
-            conversation = await session.get(Conversation, person_id, with_for_update=True)
-            state = ConversationState.from_dict(conversation.state if conversation else None)
-            outcome = advance(self.catalog, state, envelope.inbound)
-            if conversation is None:
-                session.add(Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now))
+                if attempt < MAX_TRIES:
+                    log.info("concurrent update for %s/%s, retrying", envelope.channel, envelope.sender_id)
+                    continue
+                future.set_exception(exc)
+            except Exception as exc:
+                future.set_exception(exc)
             else:
-                conversation.state = outcome.state.to_dict()
-                conversation.updated_at = now
-            session.add_all(
-                ParticipationEvent(
-                    person_id=person_id,
-                    module=event.module,
-                    module_version=event.module_version,
-                    kind=event.kind.value,
-                    step=event.step,
-                    channel=envelope.channel,
-                    at=envelope.inbound.at,
-                )
-                for event in outcome.events
-            )
-            enqueue(
-                session,
-                channel=envelope.channel,
-                recipient=envelope.sender_id,
+                future.set_result(processed)
+                if processed:
+                    self._on_commit()
+            return
+
+    async def _apply_all(self, envelopes: list[Envelope]) -> list[bool]:
+        async with self._sessions.begin() as session:
+            return [await self._apply(session, envelope) for envelope in envelopes]
+
+    async def _apply(self, session: AsyncSession, envelope: Envelope) -> bool:
+        now = self._clock()
+        if not await claim_inbound(session, envelope.channel, envelope.event_id, now):
+            return False
+        person_id = await person_for_identity(session, envelope.channel, envelope.sender_id, now)
+        # Row lock on PostgreSQL: one person's events are applied one at a time.
+        conversation = await session.get(Conversation, person_id, with_for_update=True)
+        state = ConversationState.from_dict(conversation.state if conversation else None)
+        outcome = advance(self.catalog, state, envelope.inbound)
+        if conversation is None:
+            session.add(Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now))
+        else:
+            conversation.state = outcome.state.to_dict()
+            conversation.updated_at = now
+        session.add_all(
+            ParticipationEvent(
                 person_id=person_id,
-                payloads=[reply.to_dict() for reply in outcome.replies],
-                priority=Priority.REPLY,
-                now=now,
+                module=event.module,
+                module_version=event.module_version,
+                kind=event.kind.value,
+                step=event.step,
+                channel=envelope.channel,
+                at=envelope.inbound.at,
             )
+            for event in outcome.events
+        )
+        enqueue(
+            session,
+            channel=envelope.channel,
+            recipient=envelope.sender_id,
+            person_id=person_id,
+            payloads=[reply.to_dict() for reply in outcome.replies],
+            priority=Priority.REPLY,
+            now=now,
+        )
         return True

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import hmac
 import os
-import secrets
 import zoneinfo
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.catalog import EXPORT_COLUMNS, Catalog
-from storage.models import AppSecret, ParticipationEvent
+from storage.models import ParticipationEvent
+from storage.repo import app_secret
 
 LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
 PSEUDONYM_SECRET = "pseudonym_key"
@@ -37,12 +37,7 @@ def pseudonym(key: bytes, person_id: int | None) -> str:
 
 async def pseudonym_key(sessions: async_sessionmaker[AsyncSession]) -> bytes:
     """The installation's pseudonym key, created on first use and then kept."""
-    async with sessions.begin() as session:
-        secret = await session.get(AppSecret, PSEUDONYM_SECRET)
-        if secret is None:
-            secret = AppSecret(name=PSEUDONYM_SECRET, value=secrets.token_hex(32))
-            session.add(secret)
-        return bytes.fromhex(secret.value)
+    return bytes.fromhex(await app_secret(sessions, PSEUDONYM_SECRET))
 
 
 async def export_csv(sessions: async_sessionmaker[AsyncSession], catalog: Catalog, out: Path) -> int:

@@ -13,12 +13,14 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from bot.transport import DeliveryError, Rejected, RetryLater, Transport, Unreachable
+from bot.ratelimit import ChannelLimiter
+from bot.transport import DeliveryError, RetryLater, Transport, Unreachable
 from flows.types import Reply
 from storage.clock import Clock, utc_now
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Priority
@@ -28,10 +30,11 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
 BATCH = 50
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 class OutboxSender:
-    """Drains the outbox for the channels it has transports for."""
+    """Drains the outbox: one loop per channel, at that channel's limits."""
 
     def __init__(
         self,
@@ -40,16 +43,28 @@ class OutboxSender:
         clock: Clock = utc_now,
     ) -> None:
         self._sessions = sessions
-        self._transports = dict(transports)
         self._clock = clock
-        self._wakeup = asyncio.Event()
+        self._transports: dict[str, Transport] = {}
+        self._batch: dict[str, int] = {}
+        self._limiters: dict[str, ChannelLimiter] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._paused_until: dict[str, dt.datetime] = {}  # after a 429: nothing goes out on that channel
+        for transport in transports.values():
+            self.add_transport(transport)
 
     def add_transport(self, transport: Transport) -> None:
         self._transports[transport.channel] = transport
+        self._limiters[transport.channel] = ChannelLimiter(transport.limits)
+        # At a rate limit, claim about half a second of messages at a time, so a resident's reply
+        # committed meanwhile waits at most that long behind a bulk send.
+        rate = transport.limits.per_second
+        self._batch[transport.channel] = max(1, min(BATCH, int(rate // 2))) if rate else BATCH
+        self._wakeups[transport.channel] = asyncio.Event()
 
     def wake(self) -> None:
-        """Tell a running :meth:`run` loop that new rows were committed."""
-        self._wakeup.set()
+        """Tell the running loops that new rows were committed."""
+        for event in self._wakeups.values():
+            event.set()
 
     async def recover(self) -> None:
         """After a restart: retry in-flight replies, mark in-flight bulk messages unknown."""
@@ -67,28 +82,33 @@ class OutboxSender:
                 .values(status=OutboxStatus.UNKNOWN, last_error="interrupted while sending; not retried")
             )
 
-    async def drain(self) -> int:
-        """Send everything that is due now; return how many rows were handled."""
+    async def drain(self, channel: str | None = None) -> int:
+        """Send everything that is due now (on one channel, or all); return how many rows were handled."""
         handled = 0
-        while batch := await self._claim():
-            for row_id, channel, recipient, payload in batch:
-                await self._deliver(row_id, channel, recipient, payload)
-            handled += len(batch)
+        for name in [channel] if channel else list(self._transports):
+            while self._clock() >= self._paused_until.get(name, _EPOCH) and (batch := await self._claim(name)):
+                # One row per recipient per batch (see _claim), so the batch can go out concurrently.
+                await self._record(batch, list(await asyncio.gather(*(self._deliver(row) for row in batch))))
+                handled += len(batch)
         return handled
 
     async def run(self, poll_seconds: float = 1.0) -> None:
-        """Drain forever: on :meth:`wake`, and every ``poll_seconds`` for retries."""
-        while True:
-            try:
-                await self.drain()
-            except Exception:  # keep the loop alive; rows stay in the outbox
-                log.exception("outbox drain failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), poll_seconds)
-            self._wakeup.clear()
+        """Drain every channel forever: on :meth:`wake`, and every ``poll_seconds`` for retries."""
+        await asyncio.gather(*(self._run_channel(name, poll_seconds) for name in self._transports))
 
-    async def _claim(self) -> list[tuple[int, str, str, dict]]:
-        """Mark the next due rows "sending": the oldest waiting row of each recipient."""
+    async def _run_channel(self, channel: str, poll_seconds: float) -> None:
+        wakeup = self._wakeups[channel]
+        while True:
+            wakeup.clear()
+            try:
+                await self.drain(channel)
+            except Exception:  # keep the loop alive; rows stay in the outbox
+                log.exception("outbox drain failed on %s", channel)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), poll_seconds)
+
+    async def _claim(self, channel: str) -> list[_Row]:
+        """Mark the next due rows "sending": the oldest waiting row of each recipient, replies first."""
         now = self._clock()
         earlier = aliased(OutboxMessage)
         blocked = exists().where(
@@ -103,62 +123,68 @@ class OutboxSender:
                     select(OutboxMessage)
                     .where(
                         OutboxMessage.status == OutboxStatus.PENDING,
-                        OutboxMessage.channel.in_(list(self._transports)),
+                        OutboxMessage.channel == channel,
                         OutboxMessage.next_attempt_at <= now,
                         ~blocked,
                     )
                     .order_by(OutboxMessage.priority, OutboxMessage.id)
-                    .limit(BATCH)
+                    .limit(self._batch[channel])
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
                 row.status = OutboxStatus.SENDING
                 row.attempts += 1
-            return [(row.id, row.channel, row.recipient, row.payload) for row in rows]
+            return [_Row(row.id, row.channel, row.recipient, row.payload) for row in rows]
 
-    async def _deliver(self, row_id: int, channel: str, recipient: str, payload: dict) -> None:
+    async def _deliver(self, row: _Row) -> DeliveryError | None:
+        """Send one row; return what went wrong, or None. Touches no database."""
         try:
-            await self._transports[channel].send(recipient, Reply.from_dict(payload))
-        except Unreachable as exc:
-            await self._finish(row_id, OutboxStatus.UNREACHABLE, str(exc), unreachable=(channel, recipient))
-        except RetryLater as exc:
-            await self._reschedule(row_id, exc)
-        except Rejected as exc:
-            await self._finish(row_id, OutboxStatus.FAILED, str(exc))
+            await self._limiters[row.channel].acquire(row.recipient)
+            await self._transports[row.channel].send(row.recipient, Reply.from_dict(row.payload))
+        except DeliveryError as exc:
+            if isinstance(exc, RetryLater) and exc.retry_after is not None:
+                until = self._clock() + dt.timedelta(seconds=exc.retry_after)
+                self._paused_until[row.channel] = max(until, self._paused_until.get(row.channel, _EPOCH))
+            return exc
         except Exception as exc:  # timeouts, network errors, 5xx, and bugs: back off, never drop
-            if not isinstance(exc, DeliveryError | OSError | TimeoutError):
-                log.exception("unexpected error sending outbox row %s", row_id)
-            await self._reschedule(row_id, RetryLater(f"{type(exc).__name__}: {exc}"))
-        else:
-            await self._finish(row_id, OutboxStatus.SENT, None)
+            if not isinstance(exc, OSError | TimeoutError):
+                log.exception("unexpected error sending outbox row %s", row.id)
+            return RetryLater(f"{type(exc).__name__}: {exc}")
+        return None
 
-    async def _finish(
-        self, row_id: int, status: OutboxStatus, error: str | None, unreachable: tuple[str, str] | None = None
-    ) -> None:
+    async def _record(self, batch: list[_Row], results: list[DeliveryError | None]) -> None:
+        """Write the outcome of a whole batch in one transaction."""
         now = self._clock()
         async with self._sessions.begin() as session:
-            row = await session.get_one(OutboxMessage, row_id)
-            row.status = status
-            if error is not None:  # a sent row keeps the error of its last failed try, for statistics
-                row.last_error = error
-            if status is OutboxStatus.SENT:
-                row.sent_at = now
-            if unreachable:
-                await session.execute(
-                    update(ChannelIdentity)
-                    .where(ChannelIdentity.channel == unreachable[0], ChannelIdentity.external_id == unreachable[1])
-                    .values(unreachable_since=now)
-                )
+            rows = {
+                r.id: r
+                for r in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_([b.id for b in batch])))
+            }
+            for sent, error in zip(batch, results, strict=True):
+                row = rows[sent.id]
+                if error is None:
+                    row.status, row.sent_at = OutboxStatus.SENT, now  # last_error kept: the last failed try
+                    continue
+                row.last_error = str(error)
+                if isinstance(error, Unreachable):
+                    row.status = OutboxStatus.UNREACHABLE
+                    await session.execute(
+                        update(ChannelIdentity)
+                        .where(ChannelIdentity.channel == sent.channel, ChannelIdentity.external_id == sent.recipient)
+                        .values(unreachable_since=now)
+                    )
+                elif isinstance(error, RetryLater) and row.attempts < MAX_ATTEMPTS:
+                    wait = error.retry_after if error.retry_after is not None else 2.0**row.attempts
+                    row.status = OutboxStatus.PENDING
+                    row.next_attempt_at = now + dt.timedelta(seconds=min(wait, MAX_BACKOFF_SECONDS))
+                else:  # Rejected, or out of attempts
+                    row.status = OutboxStatus.FAILED
 
-    async def _reschedule(self, row_id: int, exc: RetryLater) -> None:
-        now = self._clock()
-        async with self._sessions.begin() as session:
-            row = await session.get_one(OutboxMessage, row_id)
-            row.last_error = str(exc)
-            if row.attempts >= MAX_ATTEMPTS:
-                row.status = OutboxStatus.FAILED
-                return
-            delay = exc.retry_after if exc.retry_after is not None else min(2.0**row.attempts, MAX_BACKOFF_SECONDS)
-            row.status = OutboxStatus.PENDING
-            row.next_attempt_at = now + dt.timedelta(seconds=delay)
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    channel: str
+    recipient: str
+    payload: dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from bot.ratelimit import RateLimits
 from flows.types import Reply
 
 
@@ -31,6 +32,7 @@ class Transport(Protocol):
     """A channel's sending side."""
 
     channel: str
+    limits: RateLimits
 
     async def send(self, recipient: str, reply: Reply) -> None:
         """Deliver one message or raise a :class:`DeliveryError`."""

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_TIMEOUT_SECONDS = 60
 
 
 def default_url(data_dir: Path) -> str:
@@ -27,7 +28,15 @@ def create_engine(url: str) -> AsyncEngine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # One connection per process: transactions queue in asyncio (cheap) instead of spinning in
+        # SQLite's busy handler (sleeps of up to 100 ms). Other processes still wait via busy_timeout.
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=SQLITE_POOL_TIMEOUT_SECONDS,
+        )
         _serialise_sqlite_writes(engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True)

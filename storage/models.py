@@ -123,7 +123,10 @@ class OutboxMessage(Base):
     """A message waiting to be sent, or the record that it was."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "priority", "next_attempt_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "priority", "next_attempt_at", "id"),
+        Index("ix_outbox_recipient", "channel", "recipient", "status", "id"),  # order per recipient
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))

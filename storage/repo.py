@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Person, ProcessedInbound
+from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, ProcessedInbound
 
 
 async def claim_inbound(session: AsyncSession, channel: str, event_id: str, now: dt.datetime) -> bool:
@@ -65,3 +66,13 @@ def enqueue(
         )
         for payload in payloads
     )
+
+
+async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> str:
+    """An installation secret (hex), created on first use and then kept."""
+    async with sessions.begin() as session:
+        secret = await session.get(AppSecret, name)
+        if secret is None:
+            secret = AppSecret(name=name, value=secrets.token_hex(32))
+            session.add(secret)
+        return secret.value

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from bot.ratelimit import RateLimits
 from bot.sender import MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
 from flows.types import Reply
@@ -30,6 +31,7 @@ class RecordingTransport:
     """Records what it sends; raises the queued failures first."""
 
     channel = "test"
+    limits = RateLimits()
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []

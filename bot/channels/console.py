@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.dispatcher import Envelope
+from bot.ratelimit import RateLimits
 from bot.render import numbered_text
 from flows.catalog import Catalog
 from flows.engine import resume
@@ -26,6 +27,7 @@ class ConsoleTransport:
     """Prints messages to a text stream."""
 
     channel = CHANNEL
+    limits = RateLimits()
 
     def __init__(self, catalog: Catalog, out: TextIO) -> None:
         self._catalog = catalog

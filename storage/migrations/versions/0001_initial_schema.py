@@ -82,6 +82,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_due", ["status", "priority", "next_attempt_at", "id"], unique=False)
+        batch_op.create_index("ix_outbox_recipient", ["channel", "recipient", "status", "id"], unique=False)
 
     op.create_table(
         "participation_events",
@@ -110,6 +111,7 @@ def downgrade() -> None:
 
     op.drop_table("participation_events")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_recipient")
         batch_op.drop_index("ix_outbox_due")
 
     op.drop_table("outbox")

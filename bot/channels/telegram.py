@@ -1,0 +1,191 @@
+"""Telegram through python-telegram-bot 22, used as a transport only.
+
+Conversation state lives in storage/, not in PTB's ConversationHandler or
+persistence. Updates arrive by webhook (with a secret token) or long polling;
+both go through :meth:`TelegramChannel.handle_update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from aiohttp import web
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot.dispatcher import Dispatcher, Envelope
+from bot.ratelimit import RateLimits
+from bot.transport import Rejected, RetryLater, Unreachable
+from flows.types import Inbound, InboundKind, Reply
+from storage.clock import Clock, utc_now
+
+# Opt in to PTB's timedelta-valued RetryAfter.retry_after (no deprecation warning on every 429).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TEXT_LIMIT = 4096
+ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
+POLL_TIMEOUT_SECONDS = 25
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n")
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Split into pieces under ``limit`` characters, at sentence or line ends where possible."""
+    text = unicodedata.normalize("NFC", text).strip()
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cuts = [m.end() for m in _SENTENCE_END.finditer(window)] or [window.rfind(" ") + 1]
+        cut = cuts[-1] if cuts[-1] > limit // 2 else limit
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """One button per row: long Vietnamese labels stay readable on small phones."""
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.id)] for b in reply.buttons])
+
+
+def message_text(reply: Reply) -> str:
+    return "\n\n".join([reply.text, *(f"🔗 {link.label}: {link.url}" for link in reply.links)])
+
+
+class TelegramTransport:
+    """Sends replies with the Bot API; maps its errors to the outbox's."""
+
+    channel = CHANNEL
+
+    def __init__(self, bot: Bot, limits: RateLimits, images_dir: Path) -> None:
+        self.bot = bot
+        self.limits = limits
+        self._images_dir = images_dir
+
+    async def send(self, recipient: str, reply: Reply) -> None:
+        chat_id = int(recipient)
+        try:
+            if reply.image:
+                await self.bot.send_photo(chat_id, photo=self._photo(reply.image))
+            pieces = split_text(message_text(reply))
+            for index, piece in enumerate(pieces):
+                markup = keyboard(reply) if index == len(pieces) - 1 else None
+                await self.bot.send_message(chat_id, piece, reply_markup=markup)
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            raise RetryLater(str(exc), wait.total_seconds() if isinstance(wait, dt.timedelta) else wait) from exc
+        except Forbidden as exc:
+            raise Unreachable(str(exc)) from exc
+        except BadRequest as exc:
+            raise Rejected(str(exc)) from exc
+        except (TimedOut, NetworkError) as exc:
+            raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+
+    def _photo(self, image: str) -> str | bytes:
+        return image if image.startswith("https://") else (self._images_dir / image).read_bytes()
+
+
+def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
+    """Normalise an update into an inbound event, or None for what the bot ignores."""
+    event_id = str(update.update_id)
+    query = update.callback_query
+    if query is not None:
+        if query.message is None or query.message.chat.type != "private":
+            return None
+        inbound = Inbound(InboundKind.BUTTON, now, button_id=query.data or "")
+        return Envelope(CHANNEL, event_id, str(query.message.chat.id), inbound)
+    message = update.message
+    if message is None or message.chat.type != "private":
+        return None  # groups, channels, edits: not a resident talking to the bot
+    at = message.date.astimezone(dt.UTC) if message.date else now
+    if message.text is None:
+        inbound = Inbound(InboundKind.OTHER, at)
+    elif message.text.strip().lower().split("@")[0].split(" ")[0] == "/start":
+        inbound = Inbound(InboundKind.START, at, text=message.text)
+    else:
+        inbound = Inbound(InboundKind.TEXT, at, text=message.text)
+    return Envelope(CHANNEL, event_id, str(message.chat.id), inbound)
+
+
+class TelegramChannel:
+    """Receives updates (webhook or polling) and hands them to the dispatcher."""
+
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, secret: str, clock: Clock = utc_now) -> None:
+        self.bot = bot
+        self.secret = secret
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def handle_update(self, update: Update) -> bool:
+        """Commit the update's effects; False for a redelivery or an ignored update."""
+        envelope = envelope_from_update(update, self._clock())
+        if envelope is None:
+            return False
+        processed = await self._dispatcher.handle(envelope)
+        if update.callback_query is not None:
+            self._in_background(self._answer(update.callback_query.id))
+        return processed
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """POST /telegram/webhook: check the secret, commit, then acknowledge (sending happens after)."""
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            raise web.HTTPForbidden(text="wrong or missing secret token")
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise web.HTTPBadRequest(text="body must be JSON") from exc
+        if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+            raise web.HTTPBadRequest(text="not a Telegram update")
+        try:
+            update = Update.de_json(data, self.bot)
+        except Exception as exc:  # any shape PTB cannot read is the sender's fault, not ours
+            raise web.HTTPBadRequest(text="not a Telegram update") from exc
+        await self.handle_update(update)
+        return web.Response(text="ok")
+
+    async def poll(self) -> None:
+        """Long polling: fetch, commit each update, then move the offset on."""
+        offset: int | None = None
+        backoff = 1.0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=POLL_TIMEOUT_SECONDS, allowed_updates=ALLOWED_UPDATES
+                )
+                for update in updates:
+                    await self.handle_update(update)
+                    offset = update.update_id + 1
+                backoff = 1.0
+            except RetryAfter as exc:
+                wait = exc.retry_after
+                await asyncio.sleep(wait.total_seconds() if isinstance(wait, dt.timedelta) else wait)
+            except (TelegramError, OSError) as exc:
+                log.warning("polling failed (%s); retrying in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    async def _answer(self, query_id: str) -> None:
+        try:
+            await self.bot.answer_callback_query(query_id)
+        except TelegramError as exc:  # too old or already answered: harmless
+            log.info("answerCallbackQuery failed: %s", exc)
+
+    def _in_background(self, coroutine: object) -> None:
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,17 @@
+"""Server-rendered pages: Jinja2 templates shipped in bot/templates, autoescaped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+_pages = Environment(
+    loader=PackageLoader("bot", "templates"),
+    autoescape=select_autoescape(default=True),
+    undefined=StrictUndefined,
+)
+
+
+def render(template: str, **values: Any) -> str:
+    return _pages.get_template(template).render(**values)

@@ -1,0 +1,100 @@
+"""`hocvuso run`: one aiohttp server for the Telegram webhook, the web chat and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from sqlalchemy import text
+from telegram import Bot
+
+from bot.app import App, open_app
+from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport
+from bot.channels.web import WebChat, WebTransport
+from bot.config import Settings
+from storage.repo import app_secret
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+MAX_BODY_BYTES = 1024 * 1024
+TELEGRAM_SECRET_NAME = "telegram_webhook_secret"
+
+
+def create_web_app(app: App, web_chat: WebChat, telegram: TelegramChannel | None = None) -> web.Application:
+    """The aiohttp application: routes only; lifetimes are handled by :func:`serve`."""
+    server = web.Application(client_max_size=MAX_BODY_BYTES)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        try:
+            async with app.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check failed: %s", exc)
+            return web.json_response({"status": "database unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def home(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/chat")
+
+    server.add_routes([web.get("/", home), web.get("/healthz", healthz), *web_chat.routes()])
+    if telegram is not None:
+        server.add_routes([web.post(WEBHOOK_PATH, telegram.webhook)])
+    return server
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM: web server, outbox sender, and Telegram if a token is set."""
+    async with open_app(settings) as app:
+        web_transport = WebTransport()
+        app.sender.add_transport(web_transport)
+        web_chat = WebChat(app.catalog, app.dispatcher, app.sessions, web_transport)
+        telegram: TelegramChannel | None = None
+        bot: Bot | None = None
+        if settings.telegram_token:
+            bot = Bot(settings.telegram_token, base_url=settings.telegram_api_url)
+            await bot.initialize()
+            secret = settings.telegram_webhook_secret or await app_secret(app.sessions, TELEGRAM_SECRET_NAME)
+            telegram = TelegramChannel(bot, app.dispatcher, secret)
+            images = settings.content_dir / "images"
+            app.sender.add_transport(TelegramTransport(bot, settings.telegram_limits, images))
+        await app.sender.recover()
+
+        runner = web.AppRunner(create_web_app(app, web_chat, telegram), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        tasks = [asyncio.create_task(app.sender.run())]
+        if telegram is not None and bot is not None:
+            if settings.public_url:
+                await bot.set_webhook(
+                    url=settings.public_url + WEBHOOK_PATH,
+                    secret_token=telegram.secret,
+                    allowed_updates=list(ALLOWED_UPDATES),
+                )
+            else:
+                await bot.delete_webhook()
+                tasks.append(asyncio.create_task(telegram.poll()))
+        print(f"hocvuso is running: http://{settings.host}:{settings.port}/chat", flush=True)
+        if telegram is not None:
+            mode = "webhook " + settings.public_url + WEBHOOK_PATH if settings.public_url else "long polling"
+            print(f"Telegram: {mode}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runner.cleanup()
+            if bot is not None:
+                await bot.shutdown()
