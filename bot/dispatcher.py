@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,7 +18,7 @@ from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
 from storage.models import Conversation, ParticipationEvent, Priority
-from storage.repo import claim_inbound, enqueue, person_for_identity
+from storage.repo import claim_inbound, enqueue, people_for_accounts
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +109,50 @@ class Dispatcher:
             return
 
     async def _apply_all(self, envelopes: list[Envelope]) -> list[bool]:
-        async with self._sessions.begin() as session:
-            return [await self._apply(session, envelope) for envelope in envelopes]
-
-    async def _apply(self, session: AsyncSession, envelope: Envelope) -> bool:
+        """Apply events in one transaction with a handful of statements, however many events."""
         now = self._clock()
-        if not await claim_inbound(session, envelope.channel, envelope.event_id, now):
-            return False
-        person_id = await person_for_identity(session, envelope.channel, envelope.sender_id, now)
-        # Row lock on PostgreSQL: one person's events are applied one at a time.
-        conversation = await session.get(Conversation, person_id, with_for_update=True)
+        async with self._sessions.begin() as session:
+            with session.no_autoflush:
+                fresh = await claim_inbound(session, [(e.channel, e.event_id) for e in envelopes], now)
+                results = []
+                for envelope in envelopes:  # the first copy of a new event id counts; the rest are redeliveries
+                    key = (envelope.channel, envelope.event_id)
+                    results.append(key in fresh)
+                    fresh.discard(key)
+                todo = [envelope for envelope, new in zip(envelopes, results, strict=True) if new]
+                if todo:
+                    people = await people_for_accounts(session, [(e.channel, e.sender_id) for e in todo], now)
+                    # Row locks on PostgreSQL (in id order: no deadlocks): one person's events apply one at a time.
+                    found = await session.scalars(
+                        select(Conversation)
+                        .where(Conversation.person_id.in_(set(people.values())))
+                        .order_by(Conversation.person_id)
+                        .with_for_update()
+                    )
+                    conversations = {c.person_id: c for c in found}
+                    for envelope in todo:
+                        self._apply(session, envelope, people[envelope.channel, envelope.sender_id], conversations, now)
+            return results
+
+    def _apply(
+        self,
+        session: AsyncSession,
+        envelope: Envelope,
+        person_id: int,
+        conversations: dict[int, Conversation],
+        now: dt.datetime,
+    ) -> None:
+        """Run the engine for one event and add its state, log events and replies to the session."""
+        conversation = conversations.get(person_id)
         state = ConversationState.from_dict(conversation.state if conversation else None)
         outcome = advance(self.catalog, state, envelope.inbound)
         if conversation is None:
-            session.add(Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now))
+            conversation = Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now)
+            session.add(conversation)
         else:
             conversation.state = outcome.state.to_dict()
             conversation.updated_at = now
+        conversations[person_id] = conversation
         session.add_all(
             ParticipationEvent(
                 person_id=person_id,
@@ -145,4 +174,3 @@ class Dispatcher:
             priority=Priority.REPLY,
             now=now,
         )
-        return True

@@ -13,32 +13,44 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, ProcessedInbound
 
 
-async def claim_inbound(session: AsyncSession, channel: str, event_id: str, now: dt.datetime) -> bool:
-    """Record an inbound event id; False if it was seen before (then change nothing)."""
+async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now: dt.datetime) -> set[tuple[str, str]]:
+    """Record inbound (channel, event id) keys; return the ones never seen before."""
+    unique = list(dict.fromkeys(keys))
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(ProcessedInbound)
-        .values(channel=channel, event_id=event_id, received_at=now)
+        .values([{"channel": channel, "event_id": event_id, "received_at": now} for channel, event_id in unique])
         .on_conflict_do_nothing(index_elements=["channel", "event_id"])
+        .returning(ProcessedInbound.channel, ProcessedInbound.event_id)
     )
-    result = await session.execute(statement)
-    return result.rowcount == 1
+    return {(channel, event_id) for channel, event_id in await session.execute(statement)}
 
 
-async def person_for_identity(session: AsyncSession, channel: str, external_id: str, now: dt.datetime) -> int:
-    """Return the person behind a channel account, creating both on first contact."""
-    found = await session.scalar(
-        select(ChannelIdentity.person_id).where(
-            ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id
+async def people_for_accounts(
+    session: AsyncSession, accounts: list[tuple[str, str]], now: dt.datetime
+) -> dict[tuple[str, str], int]:
+    """Map (channel, external id) to person ids, creating person and identity on first contact."""
+    unique = list(dict.fromkeys(accounts))
+    found: dict[tuple[str, str], int] = {}
+    for channel in {channel for channel, _ in unique}:
+        rows = await session.execute(
+            select(ChannelIdentity.external_id, ChannelIdentity.person_id).where(
+                ChannelIdentity.channel == channel,
+                ChannelIdentity.external_id.in_([external for c, external in unique if c == channel]),
+            )
         )
-    )
-    if found is not None:
-        return found
-    person = Person(created_at=now)
-    session.add(person)
-    await session.flush()
-    session.add(ChannelIdentity(person_id=person.id, channel=channel, external_id=external_id, created_at=now))
-    return person.id
+        found.update({(channel, external): person_id for external, person_id in rows})
+    missing = [account for account in unique if account not in found]
+    if missing:
+        people = [Person(created_at=now) for _ in missing]
+        session.add_all(people)
+        await session.flush()
+        session.add_all(
+            ChannelIdentity(person_id=person.id, channel=channel, external_id=external, created_at=now)
+            for person, (channel, external) in zip(people, missing, strict=True)
+        )
+        found.update({account: person.id for account, person in zip(missing, people, strict=True)})
+    return found
 
 
 def enqueue(

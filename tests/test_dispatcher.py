@@ -24,7 +24,7 @@ from storage.models import (
     Person,
     ProcessedInbound,
 )
-from tests.helpers import T0
+from tests.helpers import T0, completion_path
 
 
 def envelope(event_id: str, text: str = "", kind: InboundKind = InboundKind.TEXT, user: str = "u1") -> Envelope:
@@ -120,9 +120,10 @@ async def test_concurrent_events_of_one_person_are_all_applied(mini: Catalog, se
     texts = ["bai thu", "menu"] * 5
     results = await asyncio.gather(*(dispatcher.handle(envelope(f"e{i}", t)) for i, t in enumerate(texts)))
     assert all(results)
-    _, version = await state_of(sessions)
-    assert version == 1 + len(texts)
-    assert (await counts(sessions))["processed_inbound"] == 1 + len(texts)
+    totals = await counts(sessions)
+    assert totals["processed_inbound"] == 1 + len(texts)
+    assert totals["outbox"] == 1 + len(texts)  # one reply each, none lost
+    assert totals["participation_events"] == 2 * texts.count("bai thu")  # started + step each time
 
 
 async def test_first_contacts_of_many_people_at_once(mini: Catalog, sessions) -> None:
@@ -131,3 +132,36 @@ async def test_first_contacts_of_many_people_at_once(mini: Catalog, sessions) ->
     await asyncio.gather(*(dispatcher.handle(envelope(f"s-{p}", kind=InboundKind.START, user=p)) for p in people))
     assert (await counts(sessions))["persons"] == len(people)
     assert (await counts(sessions))["channel_identities"] == len(people)
+
+
+@pytest.mark.parametrize("module_id", ["vneid", "dich_vu_cong", "binh_dan_hoc_vu_so", "lua_dao", "gia_dinh_so"])
+async def test_each_module_completion_is_recorded_only_after_the_check(
+    shipped: Catalog, sessions, module_id: str
+) -> None:
+    dispatcher = Dispatcher(shipped, sessions)
+    checks = {s.id: s.check for s in shipped.modules[module_id].steps if s.check}
+    sent = 0
+
+    async def tap(button: str) -> None:
+        nonlocal sent
+        sent += 1
+        inbound = Inbound(InboundKind.BUTTON, T0, button_id=button)
+        assert await dispatcher.handle(Envelope("console", f"e{sent}", "u1", inbound))
+
+    async def recorded() -> list[str]:
+        async with sessions() as session:
+            query = select(ParticipationEvent.kind).where(ParticipationEvent.module == module_id)
+            return list(await session.scalars(query.order_by(ParticipationEvent.id)))
+
+    await tap(f"mod:{module_id}")
+    for button in completion_path(shipped, module_id):
+        state, _ = await state_of(sessions)
+        if state["step"] in checks:
+            await tap(next(o.id for o in checks[state["step"]].options if not o.correct))
+            assert "completed" not in await recorded()
+        await tap(button)
+    kinds = await recorded()
+    assert kinds.count("completed") == 1
+    assert kinds[-1] == "completed"
+    assert kinds.count("check_failed") == len(checks)
+    assert kinds.count("check_passed") == len(checks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,15 +150,34 @@ def test_free_text_can_jump_to_another_module_from_a_step(mini: Catalog) -> None
     assert kinds(outcome) == ["started", "step"]
 
 
-def test_the_vneid_module_can_be_completed(shipped: Catalog) -> None:
-    path = completion_path(shipped, "vneid")
-    outcomes = run(shipped, [tap("mod:vneid"), *[tap(b) for b in path]])
-    events = [e for o in outcomes for e in o.events]
-    assert events[0].kind is EventKind.STARTED
-    assert events[-1].kind is EventKind.COMPLETED
-    checks = [s.id for s in shipped.modules["vneid"].steps if s.check]
-    assert len(checks) >= 3
-    assert [e.step for e in events if e.kind is EventKind.CHECK_PASSED] == checks
+SHIPPED_MODULES = ["vneid", "dich_vu_cong", "binh_dan_hoc_vu_so", "lua_dao", "gia_dinh_so"]
+
+
+@pytest.mark.parametrize("module_id", SHIPPED_MODULES)
+def test_each_shipped_module_completes_only_after_its_check(shipped: Catalog, module_id: str) -> None:
+    assert set(SHIPPED_MODULES) <= set(shipped.modules)
+    path = completion_path(shipped, module_id)
+    module = shipped.modules[module_id]
+    checks = [s.id for s in module.steps if s.check]
+    assert 2 <= len(checks) <= 3, "each learning module ends with a 2-3 question check"
+    state = run(shipped, [tap(f"mod:{module_id}")])[-1].state
+    events = []
+    for button in path:
+        step = shipped.step(module_id, state.step)
+        if step.check:  # answer wrong first: no completion, the same question again
+            wrong = next(o.id for o in step.check.options if not o.correct)
+            failed = advance(shipped, state, tap(wrong))
+            assert [e.kind for e in failed.events] == [EventKind.CHECK_FAILED]
+            assert failed.state.step == state.step
+        outcome = advance(shipped, state, tap(button))
+        events += outcome.events
+        state = outcome.state
+    kinds = [e.kind for e in events]
+    assert kinds.count(EventKind.COMPLETED) == 1
+    assert kinds[-1] is EventKind.COMPLETED
+    passed = [e.step for e in events if e.kind is EventKind.CHECK_PASSED]
+    assert passed == checks
+    assert kinds.index(EventKind.COMPLETED) > kinds.index(EventKind.CHECK_PASSED)
 
 
 def test_every_step_of_the_shipped_content_offers_stuck_back_and_menu(shipped: Catalog) -> None:
