@@ -27,4 +27,5 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
+	$(BIN)/python bench/match_accuracy.py
 	$(BIN)/python bench/telegram_webhook.py

@@ -98,7 +98,7 @@ class Rig:
         await self.api.start_server()
         self.bot = Bot(TOKEN, base_url=f"http://127.0.0.1:{self.api.port}/bot")
         await self.bot.initialize()
-        channel = TelegramChannel(self.bot, self.app.dispatcher, SECRET)
+        channel = TelegramChannel(self.bot, self.app.dispatcher, SECRET, self.app.sessions)
         self.app.sender.add_transport(TelegramTransport(self.bot, self.limits, CONTENT_DIR / "images"))
         web_chat = WebChat(self.app.catalog, self.app.dispatcher, self.app.sessions, WebTransport())
         self.runner = web.AppRunner(create_web_app(self.app, web_chat, channel), access_log=None)

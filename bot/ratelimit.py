@@ -18,7 +18,7 @@ class RateLimits:
     per_chat: tuple[int, float] | None = None
 
 
-PACING_MARGIN = 1.02
+PACING_MARGIN = 1.01
 
 
 class ChannelLimiter:

@@ -58,7 +58,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             bot = Bot(settings.telegram_token, base_url=settings.telegram_api_url)
             await bot.initialize()
             secret = settings.telegram_webhook_secret or await app_secret(app.sessions, TELEGRAM_SECRET_NAME)
-            telegram = TelegramChannel(bot, app.dispatcher, secret)
+            telegram = TelegramChannel(bot, app.dispatcher, secret, app.sessions)
             images = settings.content_dir / "images"
             app.sender.add_transport(TelegramTransport(bot, settings.telegram_limits, images))
         await app.sender.recover()

@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -88,3 +88,15 @@ async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> s
             secret = AppSecret(name=name, value=secrets.token_hex(32))
             session.add(secret)
         return secret.value
+
+
+async def set_reachable(
+    sessions: async_sessionmaker[AsyncSession], channel: str, external_id: str, reachable: bool, now: dt.datetime
+) -> None:
+    """Record that a channel account blocked (or unblocked) the bot."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(ChannelIdentity)
+            .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
+            .values(unreachable_since=None if reachable else now)
+        )

@@ -88,6 +88,25 @@ class TelegramEmulator:
             },
         }
 
+    def make_member_update(self, chat_id: int, status: str) -> dict[str, Any]:
+        """my_chat_member: the person blocked ("kicked") or unblocked ("member") the bot."""
+        person = {"id": chat_id, "is_bot": False, "first_name": "Dân"}
+        old, new = ("member", "kicked") if status == "kicked" else ("kicked", "member")
+
+        def member(state: str) -> dict[str, Any]:
+            return {"user": BOT_USER, "status": state, **({"until_date": 0} if state == "kicked" else {})}
+
+        return {
+            "update_id": next(_update_ids),
+            "my_chat_member": {
+                "chat": {"id": chat_id, "type": "private", "first_name": "Dân"},
+                "from": person,
+                "date": int(time.time()),
+                "old_chat_member": member(old),
+                "new_chat_member": member(new),
+            },
+        }
+
     def queue_update(self, update: dict[str, Any]) -> None:
         """Make an update available to getUpdates (long polling)."""
         self._updates.append(update)

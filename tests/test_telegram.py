@@ -66,7 +66,7 @@ class Harness:
     def __init__(self, app: App, bot: Bot, limits: RateLimits) -> None:
         self.app = app
         self.bot = bot
-        self.channel = TelegramChannel(bot, app.dispatcher, SECRET)
+        self.channel = TelegramChannel(bot, app.dispatcher, SECRET, app.sessions)
         app.sender.add_transport(TelegramTransport(bot, limits, CONTENT_DIR / "images"))
         self.tasks: list[asyncio.Task[Any]] = []
 
@@ -291,3 +291,22 @@ async def test_a_thousand_residents_five_turns_ten_percent_redelivered(emulator,
     assert len(by_chat) == residents
     wrong = {chat: texts for chat, texts in by_chat.items() if texts != expected}
     assert wrong == {}
+
+
+async def test_blocking_and_unblocking_the_bot_is_recorded(emulator, app: App) -> None:
+    emu, base_url = emulator
+    async with harness(app, base_url) as h, webhook_client(h) as client:
+        headers = {SECRET_HEADER: SECRET}
+        assert (await client.post(WEBHOOK_PATH, json=emu.make_text_update(21, "/start"), headers=headers)).status == 200
+
+        async def unreachable_since():
+            async with app.sessions() as session:
+                return await session.scalar(select(ChannelIdentity.unreachable_since))
+
+        assert await unreachable_since() is None
+        blocked = emu.make_member_update(21, "kicked")
+        assert (await client.post(WEBHOOK_PATH, json=blocked, headers=headers)).status == 200
+        assert await unreachable_since() is not None
+        unblocked = emu.make_member_update(21, "member")
+        assert (await client.post(WEBHOOK_PATH, json=unblocked, headers=headers)).status == 200
+        assert await unreachable_since() is None

@@ -17,6 +17,7 @@ import unicodedata
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
@@ -25,6 +26,7 @@ from bot.ratelimit import RateLimits
 from bot.transport import Rejected, RetryLater, Unreachable
 from flows.types import Inbound, InboundKind, Reply
 from storage.clock import Clock, utc_now
+from storage.repo import set_reachable
 
 # Opt in to PTB's timedelta-valued RetryAfter.retry_after (no deprecation warning on every 429).
 os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -123,15 +125,29 @@ def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
 class TelegramChannel:
     """Receives updates (webhook or polling) and hands them to the dispatcher."""
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, secret: str, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        secret: str,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock = utc_now,
+    ) -> None:
         self.bot = bot
         self.secret = secret
         self._dispatcher = dispatcher
+        self._sessions = sessions
         self._clock = clock
         self._background: set[asyncio.Task[None]] = set()
 
     async def handle_update(self, update: Update) -> bool:
         """Commit the update's effects; False for a redelivery or an ignored update."""
+        member = update.my_chat_member
+        if member is not None and member.chat.type == "private":
+            # The person blocked (status "kicked") or unblocked the bot: Telegram's own signal, before any 403.
+            reachable = member.new_chat_member.status != "kicked"
+            await set_reachable(self._sessions, CHANNEL, str(member.chat.id), reachable, self._clock())
+            return True
         envelope = envelope_from_update(update, self._clock())
         if envelope is None:
             return False
