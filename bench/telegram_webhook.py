@@ -44,7 +44,7 @@ from flows.engine import advance
 from flows.types import ConversationState, Inbound, InboundKind, Reply
 from storage.clock import utc_now
 from storage.models import Priority
-from storage.repo import enqueue
+from storage.repo import Outgoing, enqueue
 from tests.helpers import as_numbers
 from tests.telegram_emulator import TOKEN, TelegramEmulator
 
@@ -190,16 +190,8 @@ async def run_residents(
 async def bench_bulk(rig: Rig, app: App, bulk: int, turns: list[str], counts: list[int]) -> dict[str, Any]:
     payload = Reply(text="Thông báo: lớp học kỹ năng số tối thứ Bảy tại nhà văn hóa thôn.").to_dict()
     async with app.sessions.begin() as session:
-        for i in range(bulk):
-            enqueue(
-                session,
-                channel="telegram",
-                recipient=str(900_000 + i),
-                person_id=None,
-                payloads=[payload],
-                priority=Priority.BULK,
-                now=utc_now(),
-            )
+        bulk_rows = [Outgoing("telegram", str(900_000 + i), None, payload, Priority.BULK) for i in range(bulk)]
+        await enqueue(session, bulk_rows, utc_now())
     start_count = len(rig.emulator.sent)
     started = time.perf_counter()
     residents = await run_residents(rig, turns[:4], counts[:4], 20, rate=5, first_chat=800_000)

@@ -7,8 +7,9 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -18,7 +19,7 @@ from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
 from storage.models import Conversation, ParticipationEvent, Priority
-from storage.repo import claim_inbound, enqueue, people_for_accounts
+from storage.repo import Outgoing, claim_inbound, enqueue, people_for_accounts
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,14 @@ class Dispatcher:
                         .with_for_update()
                     )
                     conversations = {c.person_id: c for c in found}
+                    events: list[dict[str, Any]] = []
+                    outgoing: list[Outgoing] = []
                     for envelope in todo:
-                        self._apply(session, envelope, people[envelope.channel, envelope.sender_id], conversations, now)
+                        person_id = people[envelope.channel, envelope.sender_id]
+                        self._apply(session, envelope, person_id, conversations, now, events, outgoing)
+                    if events:
+                        await session.execute(insert(ParticipationEvent), events)
+                    await enqueue(session, outgoing, now)
             return results
 
     def _apply(
@@ -141,8 +148,10 @@ class Dispatcher:
         person_id: int,
         conversations: dict[int, Conversation],
         now: dt.datetime,
+        events: list[dict[str, Any]],
+        outgoing: list[Outgoing],
     ) -> None:
-        """Run the engine for one event and add its state, log events and replies to the session."""
+        """Run the engine for one event: new state in the session, log rows and replies to the lists."""
         conversation = conversations.get(person_id)
         state = ConversationState.from_dict(conversation.state if conversation else None)
         outcome = advance(self.catalog, state, envelope.inbound)
@@ -153,24 +162,19 @@ class Dispatcher:
             conversation.state = outcome.state.to_dict()
             conversation.updated_at = now
         conversations[person_id] = conversation
-        session.add_all(
-            ParticipationEvent(
-                person_id=person_id,
-                module=event.module,
-                module_version=event.module_version,
-                kind=event.kind.value,
-                step=event.step,
-                channel=envelope.channel,
-                at=envelope.inbound.at,
-            )
+        events.extend(
+            {
+                "person_id": person_id,
+                "module": event.module,
+                "module_version": event.module_version,
+                "kind": event.kind.value,
+                "step": event.step,
+                "channel": envelope.channel,
+                "at": envelope.inbound.at,
+            }
             for event in outcome.events
         )
-        enqueue(
-            session,
-            channel=envelope.channel,
-            recipient=envelope.sender_id,
-            person_id=person_id,
-            payloads=[reply.to_dict() for reply in outcome.replies],
-            priority=Priority.REPLY,
-            now=now,
+        outgoing.extend(
+            Outgoing(envelope.channel, envelope.sender_id, person_id, reply.to_dict(), Priority.REPLY)
+            for reply in outcome.replies
         )

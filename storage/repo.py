@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,30 +55,37 @@ async def people_for_accounts(
     return found
 
 
-def enqueue(
-    session: AsyncSession,
-    *,
-    channel: str,
-    recipient: str,
-    person_id: int | None,
-    payloads: Iterable[dict],
-    priority: int,
-    now: dt.datetime,
-) -> None:
-    """Queue messages in the caller's transaction; the sender delivers them after commit."""
-    session.add_all(
-        OutboxMessage(
-            channel=channel,
-            recipient=recipient,
-            person_id=person_id,
-            payload=payload,
-            priority=priority,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for payload in payloads
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to queue in the outbox."""
+
+    channel: str
+    recipient: str
+    person_id: int | None
+    payload: dict[str, Any]
+    priority: int
+
+
+async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> None:
+    """Queue messages in the caller's transaction (one statement); the sender delivers them after commit."""
+    if not messages:
+        return
+    await session.execute(
+        insert(OutboxMessage),
+        [
+            {
+                "channel": m.channel,
+                "recipient": m.recipient,
+                "person_id": m.person_id,
+                "payload": m.payload,
+                "priority": m.priority,
+                "status": OutboxStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for m in messages
+        ],
     )
 
 

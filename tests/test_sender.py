@@ -12,7 +12,7 @@ from bot.sender import MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
 from flows.types import Reply
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority
-from storage.repo import enqueue
+from storage.repo import Outgoing, enqueue
 from tests.helpers import T0
 
 
@@ -61,14 +61,8 @@ def sender(sessions, transport, clock) -> OutboxSender:
 
 async def queue(sessions, recipient: str, *texts: str, priority: int = Priority.REPLY) -> None:
     async with sessions.begin() as session:
-        enqueue(
-            session,
-            channel="test",
-            recipient=recipient,
-            person_id=None,
-            payloads=[Reply(text=t).to_dict() for t in texts],
-            priority=priority,
-            now=T0,
+        await enqueue(
+            session, [Outgoing("test", recipient, None, Reply(text=t).to_dict(), priority) for t in texts], T0
         )
 
 
