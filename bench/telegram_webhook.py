@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -26,19 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from telegram import Bot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.app import App, open_app
-from bot.channels.telegram import SECRET_HEADER, TelegramChannel, TelegramTransport
-from bot.channels.web import WebChat, WebTransport
+from bot.channels.telegram import SECRET_HEADER
 from bot.config import TELEGRAM_LIMITS, Settings
 from bot.dispatcher import Envelope
 from bot.ratelimit import RateLimits
-from bot.server import WEBHOOK_PATH, create_web_app
+from bot.server import WEBHOOK_PATH
 from content import CONTENT_DIR
 from flows.engine import advance
 from flows.types import ConversationState, Inbound, InboundKind, Reply
@@ -88,40 +88,60 @@ async def bench_dispatcher(app: App, events: int) -> dict[str, Any]:
 
 
 class Rig:
-    """Emulator + bot server (in this process) + an HTTP client acting as Telegram."""
+    """The emulator and the load driver here; the bot as its own process (`hocvuso run`), as in production."""
 
-    def __init__(self, app: App, emulator: TelegramEmulator, limits: RateLimits) -> None:
-        self.app, self.emulator, self.limits = app, emulator, limits
+    def __init__(self, data_dir: Path, database_url: str, emulator: TelegramEmulator, limits: RateLimits) -> None:
+        self.data_dir, self.database_url, self.emulator, self.limits = data_dir, database_url, emulator, limits
 
     async def __aenter__(self) -> Rig:
         self.api = TestServer(self.emulator.app())
         await self.api.start_server()
-        self.bot = Bot(TOKEN, base_url=f"http://127.0.0.1:{self.api.port}/bot")
-        await self.bot.initialize()
-        channel = TelegramChannel(self.bot, self.app.dispatcher, SECRET, self.app.sessions)
-        self.app.sender.add_transport(TelegramTransport(self.bot, self.limits, CONTENT_DIR / "images"))
-        web_chat = WebChat(self.app.catalog, self.app.dispatcher, self.app.sessions, WebTransport())
-        self.runner = web.AppRunner(create_web_app(self.app, web_chat, channel), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{WEBHOOK_PATH}"  # type: ignore[union-attr]
-        self.sender = asyncio.create_task(self.app.sender.run(poll_seconds=0.05))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        per_chat = f"{self.limits.per_chat[0]}/{self.limits.per_chat[1]}" if self.limits.per_chat else "0"
+        env = {
+            **os.environ,
+            "HOCVUSO_DATA_DIR": str(self.data_dir),
+            "HOCVUSO_DATABASE_URL": self.database_url,
+            "HOCVUSO_PORT": str(port),
+            "HOCVUSO_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": f"http://127.0.0.1:{self.api.port}/bot",
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "TELEGRAM_RATE_PER_SECOND": str(self.limits.per_second or 0),
+            "TELEGRAM_RATE_PER_CHAT": per_chat,
+        }
+        hocvuso = str(Path(sys.executable).parent / "hocvuso")
+        self.server = await asyncio.create_subprocess_exec(hocvuso, "run", env=env, stdout=asyncio.subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
-        return self
+        for _ in range(600):
+            assert self.server.returncode is None, "hocvuso run exited"
+            try:
+                async with self.http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return self
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError("hocvuso run did not start")
 
     async def __aexit__(self, *exc: object) -> None:
-        self.sender.cancel()
+        self.server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.server.wait(), 30)
         await self.http.close()
-        await self.runner.cleanup()
-        await self.bot.shutdown()
         await self.api.close()
 
     async def post(self, update: dict[str, Any]) -> None:
+        """Deliver like Telegram: again until acknowledged with 200."""
         while True:
-            async with self.http.post(self.url, json=update, headers={SECRET_HEADER: SECRET}) as response:
-                if response.status == 200:
-                    return
+            try:
+                async with self.http.post(self.url, json=update, headers={SECRET_HEADER: SECRET}) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
             await asyncio.sleep(0.05)
 
 
@@ -224,14 +244,15 @@ async def main() -> None:
             turns, counts = script(app)
             results["dispatcher"] = await bench_dispatcher(app, 3000)
             print("dispatcher done", results["dispatcher"], flush=True)
-            async with Rig(app, TelegramEmulator(), RateLimits()) as rig:
+            rig_args = (Path(tmp), url)
+            async with Rig(*rig_args, TelegramEmulator(), RateLimits()) as rig:
                 results["webhook"] = await run_residents(rig, turns, counts, args.residents, None, 1)
             print("webhook done", results["webhook"], flush=True)
-            async with Rig(app, TelegramEmulator(), RateLimits()) as rig:
+            async with Rig(*rig_args, TelegramEmulator(), RateLimits()) as rig:
                 results["paced"] = await run_residents(rig, turns, counts, 100, args.paced_rate, 100_000)
             print("paced done", results["paced"], flush=True)
             emulator = TelegramEmulator(max_per_second=TELEGRAM_LIMITS.per_second)
-            async with Rig(app, emulator, TELEGRAM_LIMITS) as rig:
+            async with Rig(*rig_args, emulator, TELEGRAM_LIMITS) as rig:
                 results["bulk"] = await bench_bulk(rig, app, args.bulk, turns, counts)
     results["database"] = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     print(f"\nTelegram bench ({results['database']}, {results['machine']})")

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from telegram import Bot
 
 from bot.app import App, open_app
-from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport
+from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport, make_bot
 from bot.channels.web import WebChat, WebTransport
 from bot.config import Settings
 from storage.repo import app_secret
@@ -55,7 +55,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         telegram: TelegramChannel | None = None
         bot: Bot | None = None
         if settings.telegram_token:
-            bot = Bot(settings.telegram_token, base_url=settings.telegram_api_url)
+            bot = make_bot(settings.telegram_token, settings.telegram_api_url)
             await bot.initialize()
             secret = settings.telegram_webhook_secret or await app_secret(app.sessions, TELEGRAM_SECRET_NAME)
             telegram = TelegramChannel(bot, app.dispatcher, secret, app.sessions)

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from telegram import Bot
 
 from bot.app import App, open_app
-from bot.channels.telegram import SECRET_HEADER, TelegramChannel, TelegramTransport, message_text, split_text
+from bot.channels.telegram import SECRET_HEADER, TelegramChannel, TelegramTransport, make_bot, message_text, split_text
 from bot.channels.web import WebChat, WebTransport
 from bot.config import Settings
 from bot.ratelimit import RateLimits
@@ -82,7 +82,7 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(app: App, base_url: str, limits: RateLimits = UNLIMITED) -> AsyncIterator[Harness]:
-    bot = Bot(TOKEN, base_url=base_url)
+    bot = make_bot(TOKEN, base_url)
     await bot.initialize()
     h = Harness(app, bot, limits)
     try:

@@ -20,6 +20,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
 
 from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
@@ -38,6 +39,21 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 TEXT_LIMIT = 4096
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 POLL_TIMEOUT_SECONDS = 25
+# Concurrent Bot API requests. httpcore checks every pooled connection on each request, so a
+# small pool, kept full, is much cheaper than python-telegram-bot's default of 256.
+CONNECTIONS = 16
+
+
+def make_bot(token: str, base_url: str) -> Bot:
+    """A Bot whose HTTP pool fits the sender's concurrency (see CONNECTIONS)."""
+    return Bot(
+        token,
+        base_url=base_url,
+        request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=10.0),
+        get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=POLL_TIMEOUT_SECONDS + 10),
+    )
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n")
 
 
@@ -76,9 +92,13 @@ class TelegramTransport:
         self.bot = bot
         self.limits = limits
         self._images_dir = images_dir
+        self._slots = asyncio.Semaphore(CONNECTIONS)
 
     async def send(self, recipient: str, reply: Reply) -> None:
-        chat_id = int(recipient)
+        async with self._slots:
+            await self._send(int(recipient), reply)
+
+    async def _send(self, chat_id: int, reply: Reply) -> None:
         try:
             if reply.image:
                 await self.bot.send_photo(chat_id, photo=self._photo(reply.image))
