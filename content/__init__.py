@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.catalog import IMAGES_DIR, MESSAGES_FILE, MODULES_DIR, ROUTING_FILE, SCAM_FILE, ContentFiles
+from flows.catalog import (
+    AREAS_FILE,
+    COMMUNITY_FILE,
+    IMAGES_DIR,
+    MESSAGES_FILE,
+    MODULES_DIR,
+    ROUTING_FILE,
+    SCAM_FILE,
+    ContentFiles,
+)
 
 CONTENT_DIR = Path(__file__).resolve().parent
 
 
 def read_content(root: Path = CONTENT_DIR) -> ContentFiles:
     """Read a content folder (messages, modules, image names) for :mod:`flows.catalog`."""
-    paths = [root / MESSAGES_FILE, root / ROUTING_FILE, root / SCAM_FILE, *sorted((root / MODULES_DIR).glob("*.yaml"))]
+    fixed = (MESSAGES_FILE, ROUTING_FILE, SCAM_FILE, AREAS_FILE, COMMUNITY_FILE)
+    paths = [*(root / name for name in fixed), *sorted((root / MODULES_DIR).glob("*.yaml"))]
     images = root / IMAGES_DIR
     return ContentFiles(
         name=root.name,

@@ -11,6 +11,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
+from flows.community import AreasFile, AreaSpec, CommunitySpec, parse_area_rows
 from flows.model import MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpec
 from flows.normalize import Normalizer
 from flows.router import OUT_OF_SCOPE, Router
@@ -20,6 +21,8 @@ from flows.yaml_lines import LineMap, load_with_lines
 MESSAGES_FILE = "messages.yaml"
 ROUTING_FILE = "routing.yaml"
 SCAM_FILE = "scam_check.yaml"
+AREAS_FILE = "areas.yaml"
+COMMUNITY_FILE = "community.yaml"
 MODULE_BUTTON_PREFIX = "mod:"
 MODULES_DIR = "modules"
 IMAGES_DIR = "images"
@@ -84,7 +87,7 @@ class ContentInvalid(Exception):
         self.errors = errors
 
 
-_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec)
+_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec, CommunitySpec, AreasFile)
 _sandbox = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
@@ -98,6 +101,8 @@ class Catalog:
     scam: ScamSpec
     router: Router = field(repr=False)
     scam_signals: ScamSignals = field(repr=False)
+    community: CommunitySpec = field(repr=False)
+    areas: tuple[AreaSpec, ...] = field(repr=False)
     _steps: Mapping[tuple[str, str], StepSpec] = field(repr=False)
     _templates: Mapping[str, Template] = field(repr=False)
 
@@ -112,7 +117,14 @@ class Catalog:
         return self._templates[f"action:{key}"].render(**values).strip()
 
 
-def build_catalog(modules: list[ModuleSpec], messages: MessagesSpec, routing: RoutingSpec, scam: ScamSpec) -> Catalog:
+def build_catalog(
+    modules: list[ModuleSpec],
+    messages: MessagesSpec,
+    routing: RoutingSpec,
+    scam: ScamSpec,
+    community: CommunitySpec,
+    areas: tuple[AreaSpec, ...] = (),
+) -> Catalog:
     """Index validated specs; templates, the router and the scam signals are built once here."""
     ordered = sorted(modules, key=lambda m: (m.order, m.id))
     templates = {key: _sandbox.from_string(text) for key, text in messages.texts.items()}
@@ -132,6 +144,8 @@ def build_catalog(modules: list[ModuleSpec], messages: MessagesSpec, routing: Ro
             destinations, normalizer, routing.fillers, COMMAND_KEYS, module_texts(ordered), BRIEF_COMMAND_KEYS
         ),
         scam_signals=ScamSignals.build(scam, normalizer),
+        community=community,
+        areas=areas,
         _steps={(m.id, s.id): s for m in ordered for s in m.steps},
         _templates=templates,
     )
@@ -216,12 +230,14 @@ def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
         errors += validate_scam(scam[0], scam[1], _shown(content, SCAM_FILE))
     modules: list[ModuleSpec] = []
     seen: dict[str, str] = {}
+    unreadable_modules = False
     module_files = sorted(p for p in content.files if p.startswith(f"{MODULES_DIR}/") and p.endswith(".yaml"))
     if not module_files:
         errors.append(ContentError(_shown(content, MODULES_DIR), 0, "no module files (*.yaml) found"))
     for path in module_files:
         parsed = _parse(content, path, ModuleSpec, errors)
         if parsed is None:
+            unreadable_modules = True
             continue
         module, lines = parsed
         shown = _shown(content, path)
@@ -235,9 +251,23 @@ def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
         seen[module.id] = shown
         errors += validate_module(module, lines, shown, content.images)
         modules.append(module)
-    if errors or messages is None or routing is None or scam is None:
+    community = _parse(content, COMMUNITY_FILE, CommunitySpec, errors)
+    areas = _parse(content, AREAS_FILE, AreasFile, errors)
+    area_list: list[AreaSpec] = []
+    if areas is not None:
+        area_list, problems = parse_area_rows(
+            (areas[1].line(("areas", i)), a.model_dump()) for i, a in enumerate(areas[0].areas)
+        )
+        errors += [ContentError(_shown(content, AREAS_FILE), p.row, p.message) for p in problems]
+    if community is not None and not unreadable_modules:  # else every reference would look unknown
+        from flows.validate import validate_community
+
+        errors += validate_community(
+            community[0], community[1], _shown(content, COMMUNITY_FILE), {m.id for m in modules}, area_list
+        )
+    if errors or messages is None or routing is None or scam is None or community is None:
         return None, errors
-    return build_catalog(modules, messages[0], routing[0], scam[0]), []
+    return build_catalog(modules, messages[0], routing[0], scam[0], community[0], tuple(area_list)), []
 
 
 def _shown(content: ContentFiles, path: str) -> str:

@@ -79,6 +79,7 @@ class EventKind(StrEnum):
     STUCK = "stuck"
     HELP_REQUESTED = "help_requested"
     COMPLETED = "completed"
+    RETRACTED = "retracted"  # corrects an earlier event (corrects_id); the log itself is never edited
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ from flows.catalog import (
     ContentError,
     compile_check,
 )
+from flows.community import AreaKind, AreaSpec, CommunitySpec
 from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpec
 from flows.scam_check import DOMAIN_FLAGS
 from flows.text import fold
 from flows.yaml_lines import LineMap
 
-__all__ = ["MODULE_BUTTON_PREFIX", "validate_messages", "validate_module", "validate_routing", "validate_scam"]
+__all__ = ["MODULE_BUTTON_PREFIX", "validate_community", "validate_messages", "validate_module", "validate_routing", "validate_scam"]
 
 _Report = Callable[[tuple[object, ...], str], None]
 
@@ -82,6 +83,43 @@ def validate_messages(messages: MessagesSpec, lines: LineMap, file: str) -> list
             errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: {problem}"))
         elif not text.strip():
             errors.append(ContentError(file, lines.line(path), f"{'.'.join(map(str, path))}: text is empty"))
+    return errors
+
+
+def validate_community(
+    community: CommunitySpec, lines: LineMap, file: str, modules: set[str], areas: list[AreaSpec]
+) -> list[ContentError]:
+    """Modules named by the rule and the field-visit items exist; ids are unique; overrides name communes."""
+    errors: list[ContentError] = []
+
+    def err(path: tuple[object, ...], message: str) -> None:
+        errors.append(ContentError(file, lines.line(path), message))
+
+    def check_rule(path: tuple[object, ...], required: list[str]) -> None:
+        for i, module in enumerate(required):
+            if module not in modules:
+                err((*path, "required_modules", i), f"unknown module '{module}'")
+
+    check_rule(("gia_dinh_so",), community.gia_dinh_so.required_modules)
+    seen: set[str] = set()
+    for i, item in enumerate(community.field_visit):
+        if item.id in seen:
+            err(("field_visit", i, "id"), f"duplicate field-visit item '{item.id}'")
+        seen.add(item.id)
+        if item.module is not None and item.module not in modules:
+            err(("field_visit", i, "module"), f"unknown module '{item.module}'")
+        if item.module is None and item.id in modules:
+            err(("field_visit", i, "id"), f"'{item.id}' is a module id: set `module: {item.id}` or rename the item")
+    ids = [t.id for t in community.targets]
+    for i, target in enumerate(community.targets):
+        if ids.count(target.id) > 1:
+            err(("targets", i, "id"), f"duplicate target '{target.id}'")
+    communes = {a.code for a in areas if a.kind is AreaKind.COMMUNE}
+    for code, rules in community.communes.items():
+        if areas and code not in communes:
+            err(("communes", code), f"'{code}' is not a commune in areas.yaml")
+        if rules.gia_dinh_so is not None:
+            check_rule(("communes", code, "gia_dinh_so"), rules.gia_dinh_so.required_modules)
     return errors
 
 

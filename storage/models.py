@@ -37,14 +37,102 @@ class Base(DeclarativeBase):
     pass
 
 
+class Area(Base):
+    """A province, commune or village (thôn, tổ dân phố), with its official counts."""
+
+    __tablename__ = "areas"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("areas.code"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # flows.community.AreaKind
+    name: Mapped[str] = mapped_column(String(120))
+    households: Mapped[int | None] = mapped_column(Integer)  # official number of households
+    adults: Mapped[int | None] = mapped_column(Integer)  # official number of adults
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class Person(Base):
-    """A resident, volunteer or officer. Personal data stays minimal."""
+    """A resident, volunteer or officer. Personal data stays minimal.
+
+    ``subject`` is a random key copied onto the person's participation events:
+    after the person deletes their data it links to nothing, yet the events
+    still count as one anonymous learner. ``consented_at`` is set when they
+    agreed (in chat, or through a volunteer who met them in person).
+    """
 
     __tablename__ = "persons"
+    __table_args__ = (Index("ix_persons_mentor_code", "mentor_code", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    subject: Mapped[int | None] = mapped_column(BigInteger)  # set on creation; nullable only for old rows
+    consented_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    area_code: Mapped[str | None] = mapped_column(ForeignKey("areas.code"), index=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id", ondelete="SET NULL"), index=True)
+    mentor_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    mentor_code: Mapped[str | None] = mapped_column(String(12))  # volunteers share it with their mentees
+
+
+class Household(Base):
+    """A household as residents registered it: a village, a label they chose, a code to share."""
+
+    __tablename__ = "households"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"), index=True)
+    label: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Role(StrEnum):
+    OFFICER = "officer"
+    VOLUNTEER = "volunteer"
+
+
+class RoleGrant(Base):
+    """A role over an area (and everything under it); revoked grants stay as history."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (Index("ix_role_grants_person", "person_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(12))
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"))
+    granted_by: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Invite(Base):
+    """A single-use, expiring code that grants a role over an area; only its hash is stored."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(12))
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+
+
+class AuditEntry(Base):
+    """Who did what with a role: grants, revocations, field visits, exports. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(40))
+    area_code: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class ChannelIdentity(Base):
@@ -101,6 +189,9 @@ class ParticipationEvent(Base):
     channel: Mapped[str] = mapped_column(String(20))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     assisted_by: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    subject: Mapped[int | None] = mapped_column(BigInteger, index=True)  # Person.subject at the time
+    area_code: Mapped[str | None] = mapped_column(String(40), index=True)  # the person's village at the time
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("participation_events.id"))  # kind "retracted"
 
 
 class OutboxStatus(StrEnum):

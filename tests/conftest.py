@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from content import CONTENT_DIR, read_content
-from flows.catalog import ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
+from flows.catalog import AREAS_FILE, COMMUNITY_FILE, ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade
 
@@ -25,18 +26,31 @@ POSTGRES_URL = os.environ.get("HOCVUSO_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_U
 REQUIRE_POSTGRES = os.environ.get("HOCVUSO_REQUIRE_POSTGRES") == "1"
 
 
-def make_content(root: Path, modules: dict[str, str] | None = None, messages: str | None = None) -> Path:
-    """A content folder with the shipped messages, routing and scam signs, and the given module files (name -> YAML)."""
+def make_content(
+    root: Path, modules: dict[str, str] | None = None, messages: str | None = None, community: str | None = None
+) -> Path:
+    """A content folder with the shipped messages, routing, scam signs and areas, and the given module files
+    (name -> YAML); by default the "Gia đình số" rule requires the first given module."""
     content = root / "content"
     (content / "modules").mkdir(parents=True)
     if messages is None:
         shutil.copy(CONTENT_DIR / "messages.yaml", content / "messages.yaml")
     else:
         (content / "messages.yaml").write_text(messages, encoding="utf-8")
-    for name in (ROUTING_FILE, SCAM_FILE):
+    for name in (ROUTING_FILE, SCAM_FILE, AREAS_FILE):
         shutil.copy(CONTENT_DIR / name, content / name)
-    for name, text in (modules or {"mini.yaml": (DATA / "mini_module.yaml").read_text(encoding="utf-8")}).items():
+    modules = modules or {"mini.yaml": (DATA / "mini_module.yaml").read_text(encoding="utf-8")}
+    for name, text in modules.items():
         (content / "modules" / name).write_text(text, encoding="utf-8")
+    if community is None:
+        found = re.search(r"^id:\s*(\w+)\s*$", next(iter(modules.values())), re.MULTILINE)
+        first = found.group(1) if found else "mini"
+        community = (
+            f"gia_dinh_so: {{required_modules: [{first}], others_min_modules: 1}}\n"
+            f"field_visit:\n  - {{id: helped, label: \"Đã được hướng dẫn\", module: {first}}}\n"
+            "  - {id: vneid_level2, label: \"Đã có tài khoản mức 2\"}\n"
+        )
+    (content / COMMUNITY_FILE).write_text(community, encoding="utf-8")
     return content
 
 

@@ -56,7 +56,31 @@ async def test_migration_matches_the_models(engine: AsyncEngine) -> None:
         return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
     async with engine.connect() as connection:
-        assert await connection.run_sync(diff) == []
+        found = await connection.run_sync(diff)
+        if engine.dialect.name == "sqlite":
+            # SQLAlchemy does not read ON DELETE from a REFERENCES clause added by ALTER TABLE ADD COLUMN;
+            # SQLite's own catalogue is checked for those instead.
+            found = [d for d in found if d[0] not in ("add_fk", "remove_fk") or _fk_key(d[1]) not in _fk_keys(found)]
+            for item in found:
+                assert item[0] not in ("add_fk", "remove_fk"), item
+            for table in Base.metadata.sorted_tables:
+                rows = (await connection.exec_driver_sql(f"PRAGMA foreign_key_list({table.name})")).all()
+                actual = {(row[3], row[2], row[6]) for row in rows}
+                for fk in table.foreign_keys:
+                    expected = (fk.parent.name, fk.column.table.name, fk.ondelete or "NO ACTION")
+                    assert expected in actual, (table.name, expected, actual)
+        assert found == []
+
+
+def _fk_key(fk) -> tuple:
+    return (fk.table.name, tuple(c.name for c in fk.columns), fk.elements[0].target_fullname)
+
+
+def _fk_keys(found: list) -> set[tuple]:
+    """Foreign keys both removed and added: the same key, differing only in options."""
+    added = {_fk_key(d[1]) for d in found if d[0] == "add_fk"}
+    removed = {_fk_key(d[1]) for d in found if d[0] == "remove_fk"}
+    return added & removed
 
 
 async def test_an_event_writes_state_log_and_outbox_together(mini: Catalog, sessions) -> None:
