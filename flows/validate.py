@@ -19,7 +19,14 @@ from flows.scam_check import DOMAIN_FLAGS
 from flows.text import fold
 from flows.yaml_lines import LineMap
 
-__all__ = ["MODULE_BUTTON_PREFIX", "validate_community", "validate_messages", "validate_module", "validate_routing", "validate_scam"]
+__all__ = [
+    "MODULE_BUTTON_PREFIX",
+    "validate_community",
+    "validate_messages",
+    "validate_module",
+    "validate_routing",
+    "validate_scam",
+]
 
 _Report = Callable[[tuple[object, ...], str], None]
 

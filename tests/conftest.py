@@ -47,8 +47,8 @@ def make_content(
         first = found.group(1) if found else "mini"
         community = (
             f"gia_dinh_so: {{required_modules: [{first}], others_min_modules: 1}}\n"
-            f"field_visit:\n  - {{id: helped, label: \"Đã được hướng dẫn\", module: {first}}}\n"
-            "  - {id: vneid_level2, label: \"Đã có tài khoản mức 2\"}\n"
+            f'field_visit:\n  - {{id: helped, label: "Đã được hướng dẫn", module: {first}}}\n'
+            '  - {id: vneid_level2, label: "Đã có tài khoản mức 2"}\n'
         )
     (content / COMMUNITY_FILE).write_text(community, encoding="utf-8")
     return content
