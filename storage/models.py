@@ -217,6 +217,8 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "priority", "next_attempt_at", "id"),
         Index("ix_outbox_recipient", "channel", "recipient", "status", "id"),  # order per recipient
+        # Ids are never reused (readers follow the outbox by id, and rows are deleted with a person).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
