@@ -35,17 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.app import App, open_app
 from bot.channels.telegram import SECRET_HEADER
+from bot.community.consent import AGREE
 from bot.config import TELEGRAM_LIMITS, Settings
 from bot.dispatcher import Envelope
 from bot.ratelimit import RateLimits
 from bot.server import WEBHOOK_PATH
 from content import CONTENT_DIR
-from flows.engine import advance
-from flows.types import ConversationState, Inbound, InboundKind, Reply
+from flows.types import Inbound, InboundKind, Reply
 from storage.clock import utc_now
 from storage.models import Priority
 from storage.repo import Outgoing, enqueue
-from tests.helpers import as_numbers
+from tests.chat import reference_turns
+from tests.helpers import T0, as_numbers
 from tests.telegram_emulator import TOKEN, TelegramEmulator
 
 SECRET = "bench-secret"
@@ -59,32 +60,44 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def script(app: App) -> tuple[list[str], list[int]]:
-    """The turns of one resident (the VNeID module by numbers) and how many replies each turn gets."""
-    turns = ["/start", "cai vneid ntn", *as_numbers(app.catalog, "vneid")[1:]]
-    state, counts = ConversationState(), []
-    for turn in turns:
-        kind = InboundKind.START if turn == "/start" else InboundKind.TEXT
-        outcome = advance(app.catalog, state, Inbound(kind, utc_now(), text=turn))
-        state = outcome.state
-        counts.append(len(outcome.replies))
-    return turns, counts
+async def script(app: App, scratch: Path) -> tuple[list[str], list[int]]:
+    """The turns of one resident (consent typed as "1", then the VNeID module by numbers) and how many
+    replies each turn gets."""
+    turns = ["/start", "1", "cai vneid ntn", *as_numbers(app.catalog, "vneid")[1:]]
+    inbounds = [Inbound(InboundKind.START if t == "/start" else InboundKind.TEXT, T0, text=t) for t in turns]
+    replies = await reference_turns(app.catalog, inbounds, scratch / "script.db")
+    return turns, [len(turn) for turn in replies]
 
 
-async def bench_dispatcher(app: App, events: int) -> dict[str, Any]:
+async def bench_dispatcher(app: App, events: int, people: int = 500) -> dict[str, Any]:
+    """In-process, no HTTP. First contacts (consent, then a village: two events each) are timed apart
+    from the turns that follow, which are what a person does for the rest of their life with the bot."""
     gate = asyncio.Semaphore(64)
 
-    async def one(i: int) -> None:
-        kind = InboundKind.START if i % 5 == 0 else InboundKind.TEXT
+    async def one(event_id: str, user: str, inbound: Inbound) -> None:
         async with gate:
-            await app.dispatcher.handle(
-                Envelope("bench", f"d{i}", f"u{i % 500}", Inbound(kind, utc_now(), text="cai vneid ntn"))
-            )
+            await app.dispatcher.handle(Envelope("bench", event_id, user, inbound))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(events)))
-    elapsed = time.perf_counter() - started
-    return {"events": events, "events_per_s": events / elapsed}
+    async def timed(inbounds: list[tuple[str, str, Inbound]]) -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(*item) for item in inbounds))
+        return len(inbounds) / (time.perf_counter() - started)
+
+    users = [f"u{i}" for i in range(people)]
+    agree = await timed([(f"a-{u}", u, Inbound(InboundKind.BUTTON, utc_now(), button_id=AGREE)) for u in users])
+    village = await timed([(f"v-{u}", u, Inbound(InboundKind.TEXT, utc_now(), text="1")) for u in users])
+    texts = ["cai vneid ntn", "1", "menu", "lua dao qua mang", "2"]
+    turns = [
+        (f"t{i}", users[i % people], Inbound(InboundKind.TEXT, utc_now(), text=texts[(i // people) % len(texts)]))
+        for i in range(events)
+    ]
+    return {
+        "events": events,
+        "events_per_s": await timed(turns),
+        "first_contacts": people,
+        "agree_per_s": agree,
+        "village_per_s": village,
+    }
 
 
 class Rig:
@@ -241,7 +254,7 @@ async def main() -> None:
         url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         settings = Settings(data_dir=Path(tmp), database_url=url, auto_upgrade=True, content_dir=CONTENT_DIR)
         async with open_app(settings) as app:
-            turns, counts = script(app)
+            turns, counts = await script(app, Path(tmp))
             results["dispatcher"] = await bench_dispatcher(app, 3000)
             print("dispatcher done", results["dispatcher"], flush=True)
             rig_args = (Path(tmp), url)

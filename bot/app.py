@@ -13,12 +13,10 @@ from bot.dispatcher import Dispatcher
 from bot.sender import OutboxSender
 from content import read_content
 from flows.catalog import Catalog, load_catalog
-from storage.db import create_engine, make_sessionmaker
-from storage.migrate import is_current, upgrade
-
-
-class SchemaOutdated(RuntimeError):
-    """The database needs ``hocvuso db upgrade`` and auto-upgrade is off."""
+from storage.areas import seed_areas
+from storage.clock import utc_now
+from storage.db import make_sessionmaker
+from storage.migrate import open_database
 
 
 @dataclass(frozen=True)
@@ -35,15 +33,10 @@ class App:
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Load content, open (and if configured, upgrade) the database, wire the dispatcher and sender."""
     catalog = load_catalog(read_content(settings.content_dir))
-    engine = create_engine(settings.database_url)
-    try:
-        if settings.auto_upgrade:
-            await upgrade(engine)
-        elif not await is_current(engine):
-            raise SchemaOutdated("the database schema is out of date: run `hocvuso db upgrade`")
+    async with open_database(settings.database_url, settings.auto_upgrade) as engine:
         sessions = make_sessionmaker(engine)
+        async with sessions.begin() as session:  # a fresh database gets the content's areas
+            await seed_areas(session, catalog.areas, utc_now())
         sender = OutboxSender(sessions, {})
         dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake)
         yield App(settings, catalog, engine, sessions, dispatcher, sender)
-    finally:
-        await engine.dispose()

@@ -5,16 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import sys
+import zoneinfo
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.app import SchemaOutdated, open_app
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from bot.config import ConfigError, Settings
 from content import read_content
 from flows.catalog import ContentInvalid, check_content
-from storage.db import create_engine
-from storage.migrate import upgrade
+from flows.community import AREA_COLUMNS, AreaKind
+from storage.clock import utc_now
+from storage.db import make_sessionmaker
+from storage.migrate import SchemaOutdated, open_database
+from storage.models import Area, Role
+
+LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class Refused(Exception):
+    """An operator error: the message is printed and the command exits with 1."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(Settings.from_env(), args)
-    except (ContentInvalid, SchemaOutdated, ConfigError) as exc:
+    except (ContentInvalid, SchemaOutdated, ConfigError, Refused) as exc:
         print(exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -62,6 +76,38 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export the participation log")
     export.add_argument("--out", required=True, type=Path, help="file to write (.csv)")
     export.set_defaults(func=_export)
+
+    areas = commands.add_parser("areas", help="the provinces, communes and villages residents choose from")
+    area_actions = areas.add_subparsers(metavar="ACTION")
+    imported = area_actions.add_parser(
+        "import", help=f"add or update areas from a CSV file ({','.join(AREA_COLUMNS)}); all or nothing"
+    )
+    imported.add_argument("file", type=Path, help="UTF-8 CSV, comma or semicolon separated")
+    imported.set_defaults(func=_areas_import)
+    area_actions.add_parser("list", help="the areas as a tree, with official counts").set_defaults(func=_areas_list)
+
+    officer = commands.add_parser("officer", help="officers of a commune or province").add_subparsers(metavar="ACTION")
+    officer_add = officer.add_parser("add", help="an invite code that makes its holder an officer of an area")
+    officer_add.add_argument("--area", required=True, help="a commune or province code")
+    officer_add.set_defaults(func=_invite, role=Role.OFFICER.value)
+
+    invite = commands.add_parser("invite", help="an invite code for a volunteer or an officer of an area")
+    invite.add_argument("--role", required=True, choices=[role.value for role in Role])
+    invite.add_argument("--area", required=True, help="an area code (see `hocvuso areas list`)")
+    invite.set_defaults(func=_invite)
+
+    roles = commands.add_parser("roles", help="who holds which role").add_subparsers(metavar="ACTION")
+    roles_list = roles.add_parser("list", help="active roles: id, person, role, area, since")
+    roles_list.add_argument("--area", help="only roles over this area and the areas under it")
+    roles_list.set_defaults(func=_roles_list)
+    roles_revoke = roles.add_parser("revoke", help="end a role (it stays in the history)")
+    roles_revoke.add_argument("grant_id", type=int, help="the id shown by `hocvuso roles list`")
+    roles_revoke.set_defaults(func=_roles_revoke)
+
+    metrics = commands.add_parser("metrics", help="progress per area, computed from the participation log")
+    metrics.add_argument("--area", help="this area and the areas under it (default: all)")
+    metrics.add_argument("--year", type=int, help="the year whose targets are shown (default: this year)")
+    metrics.set_defaults(func=_metrics)
     return parser
 
 
@@ -74,6 +120,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import open_app
     from bot.channels.console import run_console
 
     async def chat() -> None:
@@ -86,11 +133,8 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
 def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
+        async with open_database(settings.database_url, auto_upgrade=True):
+            pass
 
     asyncio.run(run())
     print("database is up to date")
@@ -118,6 +162,7 @@ def _match(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import open_app
     from bot.export import export_csv
 
     async def run() -> int:
@@ -126,6 +171,181 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
     count = asyncio.run(run())
     print(f"{count} rows written to {args.out}")
+    return 0
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The database alone (without the rest of the bot), upgraded or checked as at the bot's start."""
+    async with open_database(settings.database_url, settings.auto_upgrade) as engine:
+        yield make_sessionmaker(engine)
+
+
+def _local(moment: dt.datetime) -> str:
+    return moment.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def _areas_import(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.areas import area_kinds, read_area_csv, upsert_areas
+
+    if not args.file.is_file():
+        raise Refused(f"{args.file}: no such file")
+
+    async def run() -> int:
+        async with _database(settings) as sessions, sessions.begin() as session:
+            specs, problems = read_area_csv(args.file, await area_kinds(session))
+            if problems:
+                for problem in problems:
+                    print(f"{args.file}:{problem.row}: {problem.message}", file=sys.stderr)
+                print(f"{len(problems)} problem(s) in {args.file}; nothing was imported", file=sys.stderr)
+                return 1
+            inserted, updated = await upsert_areas(session, specs, utc_now())
+        print(f"{inserted} area(s) added, {updated} updated, {len(specs) - inserted - updated} unchanged")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _counts(households: int | None, adults: int | None) -> str:
+    shown = [f"{value} {name}" for value, name in ((households, "households"), (adults, "adults")) if value is not None]
+    return ", ".join(shown) or "no official counts"
+
+
+def _areas_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from storage.areas import area_tree
+
+    async def run() -> list[tuple[int, Area]]:
+        async with _database(settings) as sessions, sessions() as session:
+            return await area_tree(session)
+
+    tree = asyncio.run(run())
+    if not tree:
+        print("no areas yet: `hocvuso areas import FILE.csv` adds them (or the bot adds content/areas.yaml at start)")
+        return 0
+    totals: dict[str, list[int]] = {}  # villages' households and adults under each area
+    for _, area in reversed(tree):
+        own = totals.setdefault(area.code, [0, 0])
+        if area.kind == AreaKind.VILLAGE:
+            own[:] = [area.households or 0, area.adults or 0]
+        if area.parent_code is not None:
+            parent = totals.setdefault(area.parent_code, [0, 0])
+            parent[0] += own[0]
+            parent[1] += own[1]
+    for depth, area in tree:
+        if area.kind == AreaKind.VILLAGE or area.households is not None or area.adults is not None:
+            counts = _counts(area.households, area.adults)
+        else:
+            counts = f"{_counts(*totals[area.code])} in its villages"
+        print(f"{'  ' * depth}{area.code}  {area.name} [{area.kind}]: {counts}")
+    return 0
+
+
+def _invite(settings: Settings, args: argparse.Namespace) -> int:
+    from flows.catalog import load_catalog
+    from storage.areas import seed_areas
+    from storage.roles import create_invite
+
+    role = Role(args.role)
+    catalog = load_catalog(read_content(settings.content_dir))
+    hours = catalog.community.invite_valid_hours
+
+    async def run() -> tuple[Area, str, dt.datetime]:
+        now = utc_now()
+        async with _database(settings) as sessions, sessions.begin() as session:
+            if await session.get(Area, args.area) is None and args.area in {a.code for a in catalog.areas}:
+                await seed_areas(session, catalog.areas, now)  # a fresh database: the content's areas first
+            area = await session.get(Area, args.area)
+            if area is None:
+                raise Refused(f"no area '{args.area}': see `hocvuso areas list`")
+            if role is Role.OFFICER and area.kind == AreaKind.VILLAGE:
+                raise Refused(f"'{area.code}' is a village: an officer is for a commune or a province")
+            code = await create_invite(session, role, area.code, None, now, hours)
+        return area, code, now + dt.timedelta(hours=hours)
+
+    area, code, expires = asyncio.run(run())
+    title = f"{role.value.capitalize()} invite for {area.name} [{area.code}]"
+    print(f"{title}, one use, until {_local(expires)} (Vietnam time):")
+    print(f"\n    {code}\n")
+    print(f"The {role.value} sends this to the bot, in the web chat or on Telegram, to take the role:")
+    print(f"\n    /ma {code}\n")
+    print("Give it to that person only: whoever sends it first gets the role. It cannot be shown again.")
+    return 0
+
+
+def _roles_list(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.areas import descendants
+    from storage.roles import active_grants_within
+
+    async def run() -> list[tuple[int, int, str, str, dt.datetime]]:
+        async with _database(settings) as sessions, sessions() as session:
+            within = None
+            if args.area is not None:
+                within = await descendants(session, [args.area])
+                if not within:
+                    raise Refused(f"no area '{args.area}': see `hocvuso areas list`")
+            grants = await active_grants_within(session, within)
+            return [(g.id, g.person_id, g.role, g.area_code, g.granted_at) for g in grants]
+
+    rows = asyncio.run(run())
+    if not rows:
+        print("no active roles")
+        return 0
+    print(f"{'id':>6}  {'person':>8}  {'role':<9}  {'area':<24}  since")
+    for grant_id, person_id, role, area_code, since in rows:
+        print(f"{grant_id:>6}  {person_id:>8}  {role:<9}  {area_code:<24}  {_local(since)}")
+    return 0
+
+
+def _roles_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.roles import revoke
+
+    async def run() -> bool:
+        async with _database(settings) as sessions, sessions.begin() as session:
+            return await revoke(session, args.grant_id, None, utc_now())
+
+    if not asyncio.run(run()):
+        raise Refused(f"no active role with id {args.grant_id}: see `hocvuso roles list`")
+    print(f"role {args.grant_id} revoked")
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _metrics(settings: Settings, args: argparse.Namespace) -> int:
+    from flows.catalog import load_catalog
+    from storage.metrics import AreaMetrics, area_metrics
+
+    catalog = load_catalog(read_content(settings.content_dir))
+    year = args.year or utc_now().astimezone(LOCAL_TZ).year
+
+    async def run() -> list[AreaMetrics]:
+        async with _database(settings) as sessions, sessions() as session:
+            if args.area is not None and await session.get(Area, args.area) is None:
+                raise Refused(f"no area '{args.area}': see `hocvuso areas list`")
+            roots = None if args.area is None else [args.area]
+            return await area_metrics(session, catalog.community, roots, year=year)
+
+    rows = asyncio.run(run())
+    if not rows:
+        print("no areas yet: `hocvuso areas import FILE.csv` adds them")
+        return 0
+    depth: dict[str | None, int] = {}
+    print(f"{'area':<32} {'reached':>8} {'adults done':>14} {'households':>10} {'Gia đình số':>16}")
+    for row in rows:
+        depth[row.code] = depth.get(row.parent_code, -1) + 1
+        adults = f"{row.adults_completed}/{row.adults if row.adults is not None else '?'}"
+        homes = f"{row.households_gia_dinh_so}/{row.households if row.households is not None else '?'}"
+        name = f"{'  ' * depth[row.code]}{row.name}"[:32]
+        print(f"{name:<32} {row.people_reached:>8} {adults:>14} {row.households_registered:>10} {homes:>16}")
+        for target in row.targets:
+            planned = f", {year} target {_percent(target.target)}" if target.target is not None else ""
+            print(f"{'':<4}{target.label}: {_percent(target.percent)}{planned}")
+    print(
+        f"\n'adults done': completed {', '.join(catalog.community.gia_dinh_so.required_modules)}; "
+        "'households': registered in the bot; '?': no official count"
+    )
     return 0
 
 

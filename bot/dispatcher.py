@@ -14,12 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from bot.community import consent, host
+from bot.community.turn import Turn
 from flows.catalog import Catalog
 from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
-from storage.models import Conversation, ParticipationEvent, Priority
-from storage.repo import Outgoing, claim_inbound, enqueue, people_for_accounts
+from storage.models import Conversation, ParticipationEvent, Person, Priority
+from storage.repo import Outgoing, claim_inbound, enqueue, find_people
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Dispatcher:
             try:
                 results = await self._apply_all([envelope for envelope, _ in batch])
             except Exception:
+                log.debug("group commit of %d events failed; committing each alone", len(batch), exc_info=True)
                 if len(batch) == 1:
                     await self._settle_alone(*batch[0])
                 else:
@@ -122,11 +125,11 @@ class Dispatcher:
                     fresh.discard(key)
                 todo = [envelope for envelope, new in zip(envelopes, results, strict=True) if new]
                 if todo:
-                    people = await people_for_accounts(session, [(e.channel, e.sender_id) for e in todo], now)
+                    people = await find_people(session, [(e.channel, e.sender_id) for e in todo])
                     # Row locks on PostgreSQL (in id order: no deadlocks): one person's events apply one at a time.
                     found = await session.scalars(
                         select(Conversation)
-                        .where(Conversation.person_id.in_(set(people.values())))
+                        .where(Conversation.person_id.in_({p.id for p in people.values()}))
                         .order_by(Conversation.person_id)
                         .with_for_update()
                     )
@@ -134,47 +137,79 @@ class Dispatcher:
                     events: list[dict[str, Any]] = []
                     outgoing: list[Outgoing] = []
                     for envelope in todo:
-                        person_id = people[envelope.channel, envelope.sender_id]
-                        self._apply(session, envelope, person_id, conversations, now, events, outgoing)
+                        await self._apply(session, envelope, people, conversations, now, events, outgoing)
                     if events:
                         await session.execute(insert(ParticipationEvent), events)
                     await enqueue(session, outgoing, now)
             return results
 
-    def _apply(
+    async def _apply(
         self,
         session: AsyncSession,
         envelope: Envelope,
-        person_id: int,
+        people: dict[tuple[str, str], Person],
         conversations: dict[int, Conversation],
         now: dt.datetime,
         events: list[dict[str, Any]],
         outgoing: list[Outgoing],
     ) -> None:
-        """Run the engine for one event: new state in the session, log rows and replies to the lists."""
-        conversation = conversations.get(person_id)
+        """Handle one event: new state in the session, log rows and replies to the lists.
+
+        An account the bot does not know goes through the consent gate; a known
+        person's inbound goes to the host's own conversation if one is open,
+        else to the engine (which may hand an action back to the host).
+        """
+        account = (envelope.channel, envelope.sender_id)
+        person = people.get(account)
+        conversation = conversations.get(person.id) if person else None
         state = ConversationState.from_dict(conversation.state if conversation else None)
-        outcome = advance(self.catalog, state, envelope.inbound)
-        if conversation is None:
-            conversation = Conversation(person_id=person_id, state=outcome.state.to_dict(), updated_at=now)
-            session.add(conversation)
-        else:
-            conversation.state = outcome.state.to_dict()
-            conversation.updated_at = now
-        conversations[person_id] = conversation
-        events.extend(
-            {
-                "person_id": person_id,
-                "module": event.module,
-                "module_version": event.module_version,
-                "kind": event.kind.value,
-                "step": event.step,
-                "channel": envelope.channel,
-                "at": envelope.inbound.at,
-            }
-            for event in outcome.events
-        )
+        turn = Turn(session, self.catalog, envelope.channel, envelope.sender_id, person, state, envelope.inbound, now)
+        if person is None:
+            await consent.gate(turn)
+        elif not await host.take(turn):
+            outcome = advance(self.catalog, state, envelope.inbound)
+            turn.state = outcome.state
+            turn.replies.extend(outcome.replies)
+            turn.events.extend(
+                {
+                    "module": event.module,
+                    "module_version": event.module_version,
+                    "kind": event.kind.value,
+                    "step": event.step,
+                }
+                for event in outcome.events
+            )
+            if outcome.handoff:
+                await host.start(turn, outcome.handoff)
+        if turn.deleted:
+            people.pop(account, None)
+            if conversation is not None:
+                conversations.pop(conversation.person_id, None)
+                session.expunge(conversation)
+        elif turn.person is not None:
+            person = people[account] = turn.person
+            if conversation is None:
+                conversation = Conversation(person_id=person.id, state=turn.state.to_dict(), updated_at=now)
+                session.add(conversation)
+                conversations[person.id] = conversation
+            else:
+                conversation.state = turn.state.to_dict()
+                conversation.updated_at = now
+            events.extend(
+                {
+                    **event,
+                    "person_id": person.id,
+                    "subject": person.subject,
+                    "area_code": person.area_code,
+                    "channel": envelope.channel,
+                    "at": envelope.inbound.at,
+                    "assisted_by": None,
+                    "corrects_id": None,
+                }
+                for event in turn.events
+            )
+        person_id = turn.person.id if turn.person is not None else None
         outgoing.extend(
             Outgoing(envelope.channel, envelope.sender_id, person_id, reply.to_dict(), Priority.REPLY)
-            for reply in outcome.replies
+            for reply in turn.replies
         )

@@ -27,12 +27,105 @@ MODULE_BUTTON_PREFIX = "mod:"
 MODULES_DIR = "modules"
 IMAGES_DIR = "images"
 
+# Actions the host carries out (households, villages, codes, deletion, volunteers' tools): the engine
+# hands them over (Outcome.handoff) instead of handling them.
+HOST_ACTION_KEYS = ("household", "village", "enter_code", "delete_data", "visit", "mine", "invite")
 # Buttons the engine adds by itself; content must define their labels.
-ACTION_KEYS = ("menu", "back", "stuck", "retry", "human", "continue", "help", "stop", "subscribe", "scam_check")
+ACTION_KEYS = (
+    "menu",
+    "back",
+    "stuck",
+    "retry",
+    "human",
+    "continue",
+    "help",
+    "stop",
+    "subscribe",
+    "scam_check",
+    *HOST_ACTION_KEYS,
+)
 # Actions that free text can reach from anywhere (the others only make sense on a screen that offers them).
-COMMAND_KEYS = ("menu", "back", "help", "human", "stop", "subscribe", "scam_check")
+COMMAND_KEYS = ("menu", "back", "help", "human", "stop", "subscribe", "scam_check", *HOST_ACTION_KEYS)
 # Commands that people say in a few words: a long message is rarely one of them.
 BRIEF_COMMAND_KEYS = ("menu", "back", "help", "stop", "subscribe")
+# Sentences of the host's own conversations (consent, households, codes, volunteers' tools).
+COMMUNITY_TEXT_KEYS = (
+    "consent_prompt",
+    "consent_declined",
+    "consent_thanks",
+    "village_ask_commune",
+    "village_ask",
+    "village_saved",
+    "village_none",
+    "choose_listed",
+    "household_none",
+    "household_info",
+    "household_ask_label",
+    "household_label_bad",
+    "household_created",
+    "household_ask_code",
+    "household_joined",
+    "household_already",
+    "household_move_confirm",
+    "household_leave_confirm",
+    "household_left",
+    "household_need_village",
+    "code_ask",
+    "code_unknown",
+    "code_role_granted",
+    "mentor_linked",
+    "mentor_own_code",
+    "delete_confirm",
+    "delete_done",
+    "delete_kept",
+    "role_required",
+    "officer_required",
+    "role_tools",
+    "invite_ask_role",
+    "invite_ask_area",
+    "invite_created",
+    "mine_summary",
+    "person_unnamed",
+    "visit_ask_village",
+    "visit_ask_household",
+    "visit_found",
+    "visit_not_found",
+    "visit_ask_label",
+    "visit_ask_member",
+    "visit_ask_name",
+    "visit_ask_items",
+    "visit_nothing",
+    "visit_confirm",
+    "visit_saved",
+    "visit_undone",
+    "visit_cancelled",
+)
+COMMUNITY_LABELS = (
+    "consent.yes",
+    "consent.no",
+    "dialog.skip",
+    "dialog.menu",
+    "dialog.yes",
+    "dialog.no",
+    "household.create",
+    "household.join",
+    "household.leave",
+    "household.move",
+    "household.stay",
+    "delete.yes",
+    "delete.no",
+    "role.volunteer",
+    "role.officer",
+    "invite.volunteer",
+    "invite.officer",
+    "visit.new_household",
+    "visit.new_member",
+    "visit.done",
+    "visit.confirm",
+    "visit.cancel",
+    "visit.undo",
+    "visit.again",
+)
 # Sentences the engine says by itself; content must define them.
 TEXT_KEYS = (
     "welcome",
@@ -59,12 +152,17 @@ TEXT_KEYS = (
     "scam_found",
     "scam_none",
     "scam_footer",
+    *COMMUNITY_TEXT_KEYS,
 )
 
 # Column headers of the participation-log export, in order.
 EXPORT_COLUMNS = ("at", "person", "channel", "module", "module_version", "kind", "step", "assisted_by")
 WEB_LABELS = ("title", "subtitle", "placeholder", "send", "offline")
-LABEL_KEYS = (*(f"export.{column}" for column in EXPORT_COLUMNS), *(f"web.{key}" for key in WEB_LABELS))
+LABEL_KEYS = (
+    *(f"export.{column}" for column in EXPORT_COLUMNS),
+    *(f"web.{key}" for key in WEB_LABELS),
+    *COMMUNITY_LABELS,
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +210,10 @@ class Catalog:
     def say(self, key: str, **values: Any) -> str:
         """Render one of the engine's sentences."""
         return self._templates[key].render(**values).strip()
+
+    def label(self, key: str) -> str:
+        """A short label from ``messages.yaml`` (buttons of the host's conversations, column headers)."""
+        return self.messages.labels[key]
 
     def action_label(self, key: str, **values: Any) -> str:
         return self._templates[f"action:{key}"].render(**values).strip()

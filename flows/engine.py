@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flows.catalog import MODULE_BUTTON_PREFIX, Catalog
+from flows.catalog import HOST_ACTION_KEYS, MODULE_BUTTON_PREFIX, Catalog
 from flows.model import ModuleSpec
 from flows.router import RouteKind
 from flows.safety import find_secrets
@@ -50,7 +50,7 @@ __all__ = ["advance", "resume", "screen"]
 
 MAX_HISTORY = 50
 # Buttons that are valid whenever they are tapped, even from an old message.
-ALWAYS_VALID = frozenset({MENU, HELP, HUMAN, STOP, SUBSCRIBE, SCAM_CHECK})
+ALWAYS_VALID = frozenset({MENU, HELP, HUMAN, STOP, SUBSCRIBE, SCAM_CHECK, *HOST_ACTION_KEYS})
 OFFERABLE = frozenset({*ALWAYS_VALID, BACK, CONTINUE, RETRY})
 SCAM_MODE_COMMAND_WORDS = 4  # in scam-check mode only a message this short can be a command
 
@@ -197,6 +197,8 @@ def _choose(catalog: Catalog, state: ConversationState, key: str) -> Outcome:
     if key == BACK:
         return _back(catalog, state)
     state = _calm(state)
+    if key in HOST_ACTION_KEYS:
+        return Outcome(state, handoff=key)
     if key == MENU or (key in (CONTINUE, RETRY) and not state.module):
         return _show(catalog, replace(state, mode=Mode.MENU))
     if key in (CONTINUE, RETRY):

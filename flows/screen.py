@@ -10,6 +10,7 @@ from flows.types import Button, ConversationState, Mode, Reply, ReplyLink
 
 MENU, BACK, STUCK, RETRY, HUMAN, CONTINUE = "menu", "back", "stuck", "retry", "human", "continue"
 HELP, STOP, SUBSCRIBE, SCAM_CHECK = "help", "stop", "subscribe", "scam_check"
+HOUSEHOLD = "household"
 ANSWER_PREFIX = "goto:"  # internal choice key for a free-text answer; never shown as a button
 
 
@@ -98,7 +99,12 @@ def _mode_choices(catalog: Catalog, state: ConversationState) -> list[Choice]:
         for module in catalog.modules.values():
             key = MODULE_BUTTON_PREFIX + module.id
             found.append(Choice(Button(key, module.title), key, (module.title,)))  # keywords go through the router
-        return [*found, action(catalog, state, SCAM_CHECK), action(catalog, state, HUMAN)]
+        return [
+            *found,
+            action(catalog, state, SCAM_CHECK),
+            action(catalog, state, HOUSEHOLD),
+            action(catalog, state, HUMAN),
+        ]
     if state.mode is Mode.STUCK:
         return [action(catalog, state, key) for key in (RETRY, HUMAN, MENU)]
     module = catalog.modules[state.module]

@@ -108,7 +108,9 @@ class ConversationState:
     suggestions, choices after a scam check), so that a typed number picks from
     them; ``scam_check`` means the next text is a message to check, not a
     request; ``subscribed`` is False once the person said "dừng nhận tin"
-    (broadcasts must skip them).
+    (broadcasts must skip them). ``dialog`` and ``dialog_data`` belong to the
+    host's own conversations (household, field visit...): the engine keeps
+    them as they are.
     """
 
     mode: Mode = Mode.MENU
@@ -119,6 +121,8 @@ class ConversationState:
     offer: tuple[str, ...] = ()
     scam_check: bool = False
     subscribed: bool = True
+    dialog: str = ""
+    dialog_data: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +134,8 @@ class ConversationState:
             "offer": list(self.offer),
             "scam_check": self.scam_check,
             "subscribed": self.subscribed,
+            "dialog": self.dialog,
+            "dialog_data": self.dialog_data,
         }
 
     @classmethod
@@ -149,13 +155,20 @@ class ConversationState:
             offer=tuple(str(s) for s in data.get("offer", ())),
             scam_check=bool(data.get("scam_check", False)),
             subscribed=bool(data.get("subscribed", True)),
+            dialog=str(data.get("dialog", "")),
+            dialog_data=dict(data.get("dialog_data") or {}),
         )
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one inbound produced: the next state, the replies and the log events."""
+    """What one inbound produced: the next state, the replies and the log events.
+
+    ``handoff`` names a host action (household, delete my data...) the person
+    chose: the host takes over from ``state``.
+    """
 
     state: ConversationState
     replies: tuple[Reply, ...] = ()
     events: tuple[FlowEvent, ...] = field(default=())
+    handoff: str = ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +13,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import create_engine
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaOutdated(RuntimeError):
+    """The database needs migrations that are not to be applied automatically."""
 
 
 def alembic_config() -> Config:
@@ -41,3 +49,17 @@ async def is_current(engine: AsyncEngine) -> bool:
 
     async with engine.connect() as connection:
         return await connection.run_sync(check)
+
+
+@asynccontextmanager
+async def open_database(url: str, auto_upgrade: bool) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``url``, upgraded to the newest schema (``auto_upgrade``) or checked to be at it."""
+    engine = create_engine(url)
+    try:
+        if auto_upgrade:
+            await upgrade(engine)
+        elif not await is_current(engine):
+            raise SchemaOutdated("the database schema is out of date: run `hocvuso db upgrade`")
+        yield engine
+    finally:
+        await engine.dispose()

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.households import delete_if_empty
 from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, ProcessedInbound
 
 
@@ -28,31 +29,61 @@ async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now:
     return {(channel, event_id) for channel, event_id in await session.execute(statement)}
 
 
-async def people_for_accounts(
-    session: AsyncSession, accounts: list[tuple[str, str]], now: dt.datetime
-) -> dict[tuple[str, str], int]:
-    """Map (channel, external id) to person ids, creating person and identity on first contact."""
+async def find_people(session: AsyncSession, accounts: list[tuple[str, str]]) -> dict[tuple[str, str], Person]:
+    """The people behind (channel, external id) accounts; accounts never seen (or deleted) are absent."""
     unique = list(dict.fromkeys(accounts))
-    found: dict[tuple[str, str], int] = {}
+    found: dict[tuple[str, str], Person] = {}
     for channel in {channel for channel, _ in unique}:
         rows = await session.execute(
-            select(ChannelIdentity.external_id, ChannelIdentity.person_id).where(
+            select(ChannelIdentity.external_id, Person)
+            .join(Person, Person.id == ChannelIdentity.person_id)
+            .where(
                 ChannelIdentity.channel == channel,
                 ChannelIdentity.external_id.in_([external for c, external in unique if c == channel]),
             )
         )
-        found.update({(channel, external): person_id for external, person_id in rows})
-    missing = [account for account in unique if account not in found]
-    if missing:
-        people = [Person(created_at=now) for _ in missing]
-        session.add_all(people)
-        await session.flush()
-        session.add_all(
-            ChannelIdentity(person_id=person.id, channel=channel, external_id=external, created_at=now)
-            for person, (channel, external) in zip(people, missing, strict=True)
-        )
-        found.update({account: person.id for account, person in zip(missing, people, strict=True)})
+        found.update({(channel, external): person for external, person in rows})
     return found
+
+
+def new_subject() -> int:
+    """A random key for a person's log rows: after deletion it links to nothing."""
+    return secrets.randbits(62)
+
+
+async def create_person(
+    session: AsyncSession, now: dt.datetime, account: tuple[str, str] | None = None, name: str | None = None
+) -> Person:
+    """A person who has just agreed; with ``account``, reachable on that channel."""
+    person = Person(created_at=now, consented_at=now, subject=new_subject(), display_name=name)
+    session.add(person)
+    await session.flush()
+    if account is not None:
+        channel, external = account
+        session.add(ChannelIdentity(person_id=person.id, channel=channel, external_id=external, created_at=now))
+        await session.flush()
+    return person
+
+
+async def delete_person(session: AsyncSession, person: Person) -> None:
+    """Delete a person's data: identities, conversation, roles and messages go; the log keeps only
+    anonymous rows (subject and area); a household left empty goes with its label."""
+    household_id = person.household_id
+    accounts = (
+        await session.execute(
+            select(ChannelIdentity.channel, ChannelIdentity.external_id).where(ChannelIdentity.person_id == person.id)
+        )
+    ).all()
+    await session.execute(delete(OutboxMessage).where(OutboxMessage.person_id == person.id))
+    for channel, external in accounts:  # messages sent before they agreed carry no person id
+        await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.channel == channel, OutboxMessage.recipient == external)
+        )
+    await session.execute(delete(Person).where(Person.id == person.id))
+    if person in session:
+        session.expunge(person)
+    if household_id is not None:
+        await delete_if_empty(session, household_id)
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.cli import main
 from content import CONTENT_DIR, read_content
 from flows.catalog import AREAS_FILE, COMMUNITY_FILE, ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
@@ -24,6 +26,8 @@ T0 = dt.datetime(2026, 11, 2, 1, 30, tzinfo=dt.UTC)
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = os.environ.get("HOCVUSO_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
 REQUIRE_POSTGRES = os.environ.get("HOCVUSO_REQUIRE_POSTGRES") == "1"
+
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 def make_content(
@@ -130,3 +134,19 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``hocvuso ARGS`` (in a thread: it runs its own event loop); returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("HOCVUSO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HOCVUSO_DATABASE_URL", db_url)
+    for name in ("HOCVUSO_CONTENT_DIR", "HOCVUSO_AUTO_UPGRADE"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

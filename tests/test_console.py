@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bot.app import open_app
 from bot.channels.console import CHANNEL, SEPARATOR
+from bot.community.consent import AGREE
 from bot.config import Settings
 from bot.dispatcher import Envelope
 from flows.catalog import Catalog
@@ -24,6 +25,8 @@ from storage.models import OutboxMessage
 from tests.helpers import T0, as_numbers
 
 HOCVUSO = str(Path(sys.executable).parent / "hocvuso")
+# First contact in the terminal: "1" agrees to the consent question, "1" picks the demo commune's first village.
+AGREE_AND_VILLAGE = ["1", "1"]
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
@@ -50,11 +53,10 @@ def export_rows(data_dir: Path, out: Path) -> list[dict[str, str]]:
 
 def test_a_resident_completes_vneid_in_the_terminal_and_the_export_shows_it(shipped: Catalog, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    typed = ["cai vneid ntn", *as_numbers(shipped, "vneid")[1:]]
+    typed = [*AGREE_AND_VILLAGE, "cai vneid ntn", *as_numbers(shipped, "vneid")]
     first_step = shipped.step("vneid", shipped.modules["vneid"].start)
-    path_start = as_numbers(shipped, "vneid")[0]
-    typed.insert(1, path_start)
     output = chat(data, "\n".join(typed) + "\n")
+    assert shipped.say("consent_prompt").splitlines()[0] in output
     done_step = next(s for s in shipped.modules["vneid"].steps if s.complete)
     assert first_step.text.strip() in output
     assert done_step.text.strip() in output
@@ -99,10 +101,10 @@ def test_sigkill_mid_flow_then_restart_resumes_at_the_same_step(shipped: Catalog
     )
     reader = Reader(process)
     try:
-        reader.wait_for(shipped.say("menu"))
+        reader.wait_for(shipped.say("consent_prompt").splitlines()[0])
         assert process.stdin is not None
         intro = shipped.step("vneid", "intro")
-        process.stdin.write("cai vneid ntn\n1\n")
+        process.stdin.write("\n".join([*AGREE_AND_VILLAGE, "cai vneid ntn", "1"]) + "\n")
         process.stdin.flush()
         target = shipped.step("vneid", intro.buttons[0].goto)
         reader.wait_for(target.text.strip(), then=SEPARATOR)
@@ -132,7 +134,8 @@ def test_a_reply_committed_but_not_sent_is_sent_after_restart_once(shipped: Cata
         async with open_app(settings) as app:  # no transport: exactly what a crash right after commit leaves
             for event_id, inbound in [
                 ("s", Inbound(InboundKind.START, T0)),
-                ("t", Inbound(InboundKind.TEXT, T0, text="cai vneid ntn")),
+                ("a", Inbound(InboundKind.BUTTON, T0, button_id=AGREE)),
+                ("t", Inbound(InboundKind.TEXT, T0, text="cai vneid ntn")),  # at the village question
             ]:
                 assert await app.dispatcher.handle(Envelope(CHANNEL, event_id, "local", inbound))
 
@@ -149,12 +152,13 @@ def test_a_reply_committed_but_not_sent_is_sent_after_restart_once(shipped: Cata
         async with open_app(settings) as app, app.sessions() as session:
             return list((await session.scalars(select(OutboxMessage.status))).all())
 
-    assert asyncio.run(outbox_statuses()) == ["sent", "sent"]
+    # the consent question, thanks with the village question, the module's first step: each sent once
+    assert asyncio.run(outbox_statuses()) == ["sent"] * 3
 
 
 def test_bad_input_in_the_terminal_is_answered_and_nothing_is_lost(shipped: Catalog, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    lines = ["cai vneid ntn", "", "x" * 10_000, "😀🙏", "\x07\x1b", "42", "1"]
+    lines = [*AGREE_AND_VILLAGE, "cai vneid ntn", "", "x" * 10_000, "😀🙏", "\x07\x1b", "42", "1"]
     output = chat(data, "\n".join(lines) + "\n")
     for key in ("empty_input", "not_understood"):
         assert shipped.say(key) in output

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import bot.dispatcher
+from bot.community.consent import AGREE
 from bot.dispatcher import Dispatcher, Envelope
 from flows.catalog import Catalog
 from flows.types import Inbound, InboundKind
@@ -29,6 +30,11 @@ from tests.helpers import T0, completion_path
 
 def envelope(event_id: str, text: str = "", kind: InboundKind = InboundKind.TEXT, user: str = "u1") -> Envelope:
     return Envelope("console", event_id, user, Inbound(kind, T0, text=text))
+
+
+def agreed(event_id: str, user: str = "u1") -> Envelope:
+    """A first contact that agrees at once (the consent button): the person exists from then on."""
+    return Envelope("console", event_id, user, Inbound(InboundKind.BUTTON, T0, button_id=AGREE))
 
 
 async def counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
@@ -85,7 +91,7 @@ def _fk_keys(found: list) -> set[tuple]:
 
 async def test_an_event_writes_state_log_and_outbox_together(mini: Catalog, sessions) -> None:
     dispatcher = Dispatcher(mini, sessions)
-    assert await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    assert await dispatcher.handle(agreed("1"))
     assert await dispatcher.handle(envelope("2", "bai thu"))
     state, _ = await state_of(sessions)
     assert state["module"] == "mini"
@@ -94,13 +100,13 @@ async def test_an_event_writes_state_log_and_outbox_together(mini: Catalog, sess
         kinds = (await session.scalars(select(ParticipationEvent.kind).order_by(ParticipationEvent.id))).all()
         outbox = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
     assert kinds == ["started", "step"]
-    assert [m.payload["text"] for m in outbox][1] == "Bước A"
+    assert [m.payload["text"] for m in outbox][-1] == "Bước A"
     assert {(m.recipient, m.status, m.channel) for m in outbox} == {("u1", "pending", "console")}
 
 
 async def test_a_redelivered_event_changes_nothing(mini: Catalog, sessions) -> None:
     dispatcher = Dispatcher(mini, sessions)
-    await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    await dispatcher.handle(agreed("1"))
     first = envelope("2", "bai thu")
     assert await dispatcher.handle(first) is True
     before_counts, before_state = await counts(sessions), await state_of(sessions)
@@ -112,8 +118,8 @@ async def test_a_redelivered_event_changes_nothing(mini: Catalog, sessions) -> N
 
 async def test_the_same_event_id_on_another_channel_is_a_different_event(mini: Catalog, sessions) -> None:
     dispatcher = Dispatcher(mini, sessions)
-    assert await dispatcher.handle(envelope("7", kind=InboundKind.START))
-    assert await dispatcher.handle(dataclasses.replace(envelope("7", kind=InboundKind.START), channel="telegram"))
+    assert await dispatcher.handle(agreed("7"))
+    assert await dispatcher.handle(dataclasses.replace(agreed("7"), channel="telegram"))
     assert (await counts(sessions))["persons"] == 2
 
 
@@ -121,7 +127,7 @@ async def test_a_failure_inside_the_transaction_leaves_no_trace(
     mini: Catalog, sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dispatcher = Dispatcher(mini, sessions)
-    await dispatcher.handle(envelope("1", kind=InboundKind.START))
+    await dispatcher.handle(agreed("1"))
     before_counts, before_state = await counts(sessions), await state_of(sessions)
 
     def explode(*_args, **_kwargs) -> None:
@@ -139,7 +145,7 @@ async def test_a_failure_inside_the_transaction_leaves_no_trace(
 
 async def test_concurrent_events_of_one_person_are_all_applied(mini: Catalog, sessions) -> None:
     dispatcher = Dispatcher(mini, sessions)
-    await dispatcher.handle(envelope("0", kind=InboundKind.START))
+    await dispatcher.handle(agreed("0"))
     # Each "menu" / "bai thu" pair toggles; ten concurrent events must all land, none lost.
     texts = ["bai thu", "menu"] * 5
     results = await asyncio.gather(*(dispatcher.handle(envelope(f"e{i}", t)) for i, t in enumerate(texts)))
@@ -153,7 +159,7 @@ async def test_concurrent_events_of_one_person_are_all_applied(mini: Catalog, se
 async def test_first_contacts_of_many_people_at_once(mini: Catalog, sessions) -> None:
     dispatcher = Dispatcher(mini, sessions)
     people = [f"user{i}" for i in range(12)]
-    await asyncio.gather(*(dispatcher.handle(envelope(f"s-{p}", kind=InboundKind.START, user=p)) for p in people))
+    await asyncio.gather(*(dispatcher.handle(agreed(f"s-{p}", user=p)) for p in people))
     assert (await counts(sessions))["persons"] == len(people)
     assert (await counts(sessions))["channel_identities"] == len(people)
 
@@ -177,6 +183,7 @@ async def test_each_module_completion_is_recorded_only_after_the_check(
             query = select(ParticipationEvent.kind).where(ParticipationEvent.module == module_id)
             return list(await session.scalars(query.order_by(ParticipationEvent.id)))
 
+    await tap(AGREE)
     await tap(f"mod:{module_id}")
     for button in completion_path(shipped, module_id):
         state, _ = await state_of(sessions)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.community.consent import AGREE
 from bot.dispatcher import Dispatcher, Envelope
 from bot.export import export_csv
 from flows.catalog import Catalog
@@ -54,6 +55,8 @@ async def test_secrets_leave_no_trace(
     dispatcher = Dispatcher(shipped, sessions)
     inbounds = [
         envelope(0, kind=InboundKind.START),
+        envelope(9, SECRETS["otp"][0]),  # before agreeing: answered with the consent question, not kept
+        envelope(10, kind=InboundKind.BUTTON, button=AGREE),
         envelope(1, "cai vneid ntn"),
         envelope(2, SECRETS["otp"][0]),
         envelope(3, SECRETS["id"][0]),

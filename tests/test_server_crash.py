@@ -16,17 +16,18 @@ from sqlalchemy import func, select
 
 from bot.channels.telegram import SECRET_HEADER, message_text
 from flows.catalog import Catalog
-from flows.engine import advance
-from flows.types import ConversationState, Inbound, InboundKind
+from flows.types import Inbound, InboundKind
 from storage.db import create_engine, make_sessionmaker
 from storage.models import OutboxMessage
+from tests.chat import reference_replies
 from tests.helpers import T0
 from tests.telegram_emulator import TOKEN, TelegramEmulator
 
 HOCVUSO = str(Path(sys.executable).parent / "hocvuso")
 SECRET = "crash-test-secret"
 RESIDENTS = 40
-TURNS = ["/start", "cai vneid ntn", "1", "2", "menu"]
+# Typed, as on a text-only channel: agree ("1"), the first village ("1"), then a module.
+TURNS = ["/start", "1", "1", "cai vneid ntn", "1", "2", "menu"]
 
 
 def free_port() -> int:
@@ -65,14 +66,9 @@ async def wait_healthy(http: aiohttp.ClientSession, port: int, process: subproce
     raise AssertionError("server did not become healthy")
 
 
-def expected_for(catalog: Catalog) -> list[str]:
-    state, texts = ConversationState(), []
-    for turn in TURNS:
-        kind = InboundKind.START if turn == "/start" else InboundKind.TEXT
-        outcome = advance(catalog, state, Inbound(kind, T0, text=turn))
-        state = outcome.state
-        texts += [message_text(r) for r in outcome.replies]
-    return texts
+async def expected_for(catalog: Catalog, scratch: Path) -> list[str]:
+    inbounds = [Inbound(InboundKind.START if t == "/start" else InboundKind.TEXT, T0, text=t) for t in TURNS]
+    return [message_text(r) for r in await reference_replies(catalog, inbounds, scratch / "expected.db")]
 
 
 def without_repeats(texts: list[str]) -> tuple[list[str], int]:
@@ -138,7 +134,7 @@ async def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(shipped
 
             _, server_after, *_ = await asyncio.gather(killer(), restarter(), *(resident(chat) for chat in updates))
             server = server_after
-            expected = expected_for(shipped)
+            expected = await expected_for(shipped, tmp_path)
             deadline = asyncio.get_running_loop().time() + 60
             while len(emulator.sent) < RESIDENTS * len(expected):
                 assert asyncio.get_running_loop().time() < deadline, "replies were lost"

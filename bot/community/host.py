@@ -1,0 +1,116 @@
+"""The host's side of a conversation: its own stages and actions, next to the engine's modules.
+
+The dispatcher asks :func:`take` first; when it returns False the engine
+handles the inbound, and if the engine hands an action over
+(``Outcome.handoff``) the dispatcher calls :func:`start`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from bot.community import codes, households, privacy, villages, visits, volunteers
+from bot.community.turn import OPTION_PREFIX, Picked, Turn, end, read_answer, repeat
+from flows.catalog import HOST_ACTION_KEYS, MODULE_BUTTON_PREFIX
+from flows.router import RouteKind
+from flows.text import clean
+from flows.types import InboundKind
+
+Stage = Callable[[Turn, Picked], Awaitable[None]]
+
+STAGES: dict[str, Stage] = {
+    "village.commune": villages.on_commune,
+    "village.pick": villages.on_village,
+    "household.home": households.on_home,
+    "household.label": households.on_label,
+    "household.code": households.on_code,
+    "household.move": households.on_move,
+    "household.leave": households.on_leave,
+    "code.enter": codes.on_code,
+    "delete.confirm": privacy.on_confirm,
+    "invite.role": volunteers.on_invite_role,
+    "invite.area": volunteers.on_invite_area,
+    "visit.village": visits.on_village,
+    "visit.household": visits.on_household,
+    "visit.label": visits.on_label,
+    "visit.member": visits.on_member,
+    "visit.name": visits.on_name,
+    "visit.items": visits.on_items,
+    "visit.confirm": visits.on_confirm,
+    "visit.after": visits.on_after,
+}
+
+# "/ma ABCD1234": the one command that takes its argument on the same line.
+_CODE_COMMAND = re.compile(r"^/ma(?:@\w+)?\s+(\S.*)$", re.IGNORECASE)
+
+
+async def take(turn: Turn) -> bool:
+    """Handle the inbound if it belongs to the host; False leaves it to the engine."""
+    inbound = turn.inbound
+    if inbound.kind is InboundKind.TEXT:
+        code = _CODE_COMMAND.match(clean(inbound.text))
+        if code:
+            end(turn)
+            await codes.open_codes(turn, code.group(1))
+            return True
+    if not turn.state.dialog:
+        return False
+    handler = STAGES.get(turn.state.dialog)
+    if handler is None:  # a stage from an older version: start afresh
+        end(turn)
+        return False
+    if _leaves(turn):
+        end(turn)
+        return False
+    answer = read_answer(turn)
+    if answer.value is None and answer.text is None:
+        if _asks_elsewhere(turn):  # "cai vneid ntn" at the village question: answer the question
+            end(turn)
+            return False
+        repeat(turn)
+        return True
+    await handler(turn, answer)
+    return True
+
+
+async def start(turn: Turn, action: str) -> None:
+    """Carry out an action the engine handed over (a menu button or a command such as /xoa)."""
+    end(turn)
+    if action == "household":
+        await households.open_household(turn)
+    elif action == "village":
+        await villages.open_villages(turn, then="menu")
+    elif action == "enter_code":
+        await codes.open_codes(turn)
+    elif action == "delete_data":
+        await privacy.open_delete(turn)
+    elif action == "visit":
+        await visits.open_visit(turn)
+    elif action == "mine":
+        await volunteers.open_mine(turn)
+    elif action == "invite":
+        await volunteers.open_invite(turn)
+    else:
+        raise ValueError(f"unknown host action {action!r}")
+
+
+def _asks_elsewhere(turn: Turn) -> bool:
+    """True when text that fits none of the stage's options clearly asks for a module or a command."""
+    if turn.inbound.kind is not InboundKind.TEXT:
+        return False
+    return turn.catalog.router.route(clean(turn.inbound.text)).kind is RouteKind.GO
+
+
+def _leaves(turn: Turn) -> bool:
+    """True when the person left the host's conversation: an engine button, or a command typed."""
+    inbound = turn.inbound
+    if inbound.kind is InboundKind.BUTTON:
+        return not inbound.button_id.startswith(OPTION_PREFIX) and (
+            inbound.button_id in HOST_ACTION_KEYS
+            or inbound.button_id.startswith(MODULE_BUTTON_PREFIX)
+            or inbound.button_id in turn.catalog.messages.actions
+        )
+    if inbound.kind is not InboundKind.TEXT:
+        return inbound.kind is InboundKind.START
+    return turn.catalog.router.command(clean(inbound.text)) is not None

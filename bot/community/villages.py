@@ -1,0 +1,70 @@
+"""Choosing one's village (thôn, tổ dân phố): commune first when there are several."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.community.turn import Option, Picked, Turn, ask, show_menu
+from storage.areas import communes, villages
+from storage.models import Area
+
+SKIP = "skip"
+
+
+async def open_villages(turn: Turn, then: str, preface: str = "") -> None:
+    """Ask where the person lives; ``then`` says what follows (welcome, menu, household_create);
+    ``preface`` goes on top of the question."""
+    found = await communes(turn.session)
+    if len(found) > 1:
+        options = [Option(c.code, c.name) for c in found] + [Option(SKIP, turn.label("dialog.skip"))]
+        ask(turn, "village.commune", _joined(preface, turn.say("village_ask_commune")), options, then=then)
+        return
+    if not found:  # no areas at all: nothing to ask; said only where a village is needed
+        await _after(turn, then, _joined(preface, "" if then == "welcome" else turn.say("village_none")))
+        return
+    await _ask_village(turn, found[0], then, preface)
+
+
+async def on_commune(turn: Turn, answer: Picked) -> None:
+    then = turn.state.dialog_data.get("then", "menu")
+    commune = await turn.session.get(Area, answer.value) if answer.value and answer.value != SKIP else None
+    if commune is None:
+        await _after(turn, then, "")
+        return
+    await _ask_village(turn, commune, then)
+
+
+async def on_village(turn: Turn, answer: Picked) -> None:
+    then = turn.state.dialog_data.get("then", "menu")
+    village = await turn.session.get(Area, answer.value) if answer.value and answer.value != SKIP else None
+    if village is None or turn.person is None:
+        await _after(turn, then, "")
+        return
+    turn.person.area_code = village.code
+    commune = await turn.session.scalar(select(Area.name).where(Area.code == village.parent_code))
+    await _after(turn, then, turn.say("village_saved", village=village.name, commune=commune or ""))
+
+
+async def _ask_village(turn: Turn, commune: Area, then: str, preface: str = "") -> None:
+    found = await villages(turn.session, within=[commune.code])
+    if not found:
+        await _after(turn, then, _joined(preface, turn.say("village_none")))
+        return
+    options = [Option(v.code, v.name) for v in found] + [Option(SKIP, turn.label("dialog.skip"))]
+    ask(turn, "village.pick", _joined(preface, turn.say("village_ask", commune=commune.name)), options, then=then)
+
+
+def _joined(*parts: str) -> str:
+    return "\n\n".join(part for part in parts if part)
+
+
+async def _after(turn: Turn, then: str, said: str) -> None:
+    if then == "household_create":
+        from bot.community.households import ask_label
+
+        await ask_label(turn, said)
+        return
+    if then == "welcome":
+        show_menu(turn, _joined(said, turn.say("welcome")))
+        return
+    show_menu(turn, said)
