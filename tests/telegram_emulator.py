@@ -2,7 +2,7 @@
 
 python-telegram-bot is pointed at it with ``base_url``. It records what the bot
 sent, serves getUpdates (long polling), and can answer 429 (retry_after),
-400 (text too long, bad callback_data) and 403 (blocked user).
+400 (text too long, bad callback_data), 403 (blocked user), 502, or late.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class TelegramEmulator:
     fail_next_with_429: int = 0
     retry_after: int = 1
     max_per_second: float | None = None  # answer 429 when the bot sends faster than this
+    fail_next_with_5xx: int = 0  # answer this many requests with 502 Bad Gateway
+    delay: float = 0.0  # seconds before each answer (timeouts)
     too_many_requests: int = 0
     webhook: dict[str, Any] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +126,11 @@ class TelegramEmulator:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         params = await _params(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_next_with_5xx > 0:
+            self.fail_next_with_5xx -= 1
+            return _error(502, "Bad Gateway")
         method = request.match_info["method"].lower()
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
@@ -158,7 +165,7 @@ class TelegramEmulator:
         return self._deliver(params, params.get("text", ""))
 
     async def _api_sendphoto(self, params: dict[str, Any]) -> web.Response:
-        return self._deliver(params, "[photo]")
+        return self._deliver(params, f"[photo {params.get('photo', '')}]")
 
     def _deliver(self, params: dict[str, Any], text: str) -> web.Response:
         chat_id = int(params["chat_id"])
@@ -214,7 +221,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
         return dict(await request.json())
     if request.content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
         form = await request.post()
-        return {k: v if isinstance(v, str) else "<file>" for k, v in form.items()}
+        return {k: v if isinstance(v, str) else f"<file {len(v.file.read())} bytes>" for k, v in form.items()}
     return dict(request.query)
 
 

@@ -16,13 +16,15 @@ from telegram import Bot
 
 from bot.app import App, open_app
 from bot.channels.telegram import SECRET_HEADER, TelegramChannel, TelegramTransport, make_bot, message_text, split_text
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.web import WebChat, WebTransport
 from bot.community.consent import AGREE, DECLINE
 from bot.config import Settings
 from bot.ratelimit import RateLimits
 from bot.server import WEBHOOK_PATH, create_web_app
+from bot.transport import RetryLater
 from content import CONTENT_DIR
-from flows.types import Inbound, InboundKind
+from flows.types import Button, Inbound, InboundKind, Reply
 from storage.models import ChannelIdentity, OutboxMessage, ParticipationEvent, ProcessedInbound
 from tests.chat import reference_replies
 from tests.helpers import T0
@@ -255,13 +257,45 @@ def test_long_text_is_split_at_sentence_ends_under_the_limit() -> None:
 async def test_a_long_reply_arrives_in_pieces_telegram_accepts(emulator, app: App) -> None:
     emu, base_url = emulator
     async with harness(app, base_url) as h:
-        from flows.types import Button, Reply
-
         reply = Reply(text="Câu rất dài. " * 700, buttons=(Button("b1", "Tiếp tục"),))
         await h.app.sender._transports["telegram"].send("77", reply)
         assert len(emu.sent) == 3
         assert all(len(s.text) <= 4096 for s in emu.sent)
         assert [bool(s.buttons) for s in emu.sent] == [False, False, True]
+
+
+async def test_step_images_go_by_url_or_as_an_uploaded_file(emulator, app: App, tmp_path: Path) -> None:
+    emu, base_url = emulator
+    (tmp_path / "buoc1.png").write_bytes(b"\x89PNG" + bytes(1000))
+    async with harness(app, base_url) as h:
+        transport = TelegramTransport(h.bot, UNLIMITED, tmp_path)
+        await transport.send("78", Reply(text="Bước 1", image="buoc1.png"))
+        await transport.send("78", Reply(text="Bước 2", image="https://example.gov.vn/b2.png"))
+    assert emu.texts_to(78) == [
+        "[photo <file 1004 bytes>]",
+        "Bước 1",
+        "[photo https://example.gov.vn/b2.png]",
+        "Bước 2",
+    ]
+
+
+async def test_timeouts_and_bad_gateways_are_retried_later(emulator) -> None:
+    emu, base_url = emulator
+    bot = Bot(TOKEN, base_url=base_url, request=AiohttpRequest(connections=2, read_timeout=0.2))
+    await bot.initialize()
+    transport = TelegramTransport(bot, UNLIMITED, CONTENT_DIR / "images")
+    try:
+        emu.fail_next_with_5xx = 1
+        with pytest.raises(RetryLater, match="Bad Gateway"):
+            await transport.send("79", Reply(text="Xin chào"))
+        emu.delay = 0.5
+        with pytest.raises(RetryLater, match="TimedOut"):
+            await transport.send("79", Reply(text="Xin chào"))
+        emu.delay = 0.0
+        await transport.send("79", Reply(text="Xin chào"))
+    finally:
+        await bot.shutdown()
+    assert emu.texts_to(79)[-1] == "Xin chào"
 
 
 async def test_a_thousand_residents_five_turns_ten_percent_redelivered(emulator, app: App, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.request import HTTPXRequest
 
+from bot.channels.telegram_http import AiohttpRequest
 from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
 from bot.transport import Rejected, RetryLater, Unreachable
@@ -39,18 +39,17 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 TEXT_LIMIT = 4096
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 POLL_TIMEOUT_SECONDS = 25
-# Concurrent Bot API requests. httpcore checks every pooled connection on each request, so a
-# small pool, kept full, is much cheaper than python-telegram-bot's default of 256.
+# Concurrent Bot API requests: the sender's concurrency, and the size of the HTTP pool.
 CONNECTIONS = 16
 
 
 def make_bot(token: str, base_url: str) -> Bot:
-    """A Bot whose HTTP pool fits the sender's concurrency (see CONNECTIONS)."""
+    """A Bot on aiohttp (see bot.channels.telegram_http) whose pool fits the sender's concurrency."""
     return Bot(
         token,
         base_url=base_url,
-        request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=10.0),
-        get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=POLL_TIMEOUT_SECONDS + 10),
+        request=AiohttpRequest(connections=CONNECTIONS),
+        get_updates_request=AiohttpRequest(connections=1, read_timeout=POLL_TIMEOUT_SECONDS + 10),
     )
 
 
