@@ -37,6 +37,6 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         sessions = make_sessionmaker(engine)
         async with sessions.begin() as session:  # a fresh database gets the content's areas
             await seed_areas(session, catalog.areas, utc_now())
-        sender = OutboxSender(sessions, {})
+        sender = OutboxSender(sessions, {}, quiet_hours=catalog.community.quiet_hours)
         dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake)
         yield App(settings, catalog, engine, sessions, dispatcher, sender)

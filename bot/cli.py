@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import logging
 import sys
-import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,12 +18,10 @@ from bot.config import ConfigError, Settings
 from content import read_content
 from flows.catalog import ContentInvalid, check_content
 from flows.community import AREA_COLUMNS, AreaKind
-from storage.clock import utc_now
+from storage.clock import LOCAL_TZ, utc_now
 from storage.db import make_sessionmaker
 from storage.migrate import SchemaOutdated, open_database
 from storage.models import Area, Role
-
-LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 class Refused(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ class Dispatcher:
         self._clock = clock
         self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._effects: set[asyncio.Task[None]] = set()
 
     async def handle(self, envelope: Envelope) -> bool:
         """Process one event; False if it was a redelivery and nothing changed.
@@ -115,6 +116,7 @@ class Dispatcher:
     async def _apply_all(self, envelopes: list[Envelope]) -> list[bool]:
         """Apply events in one transaction with a handful of statements, however many events."""
         now = self._clock()
+        effects: list[Callable[[], Awaitable[None]]] = []
         async with self._sessions.begin() as session:
             with session.no_autoflush:
                 fresh = await claim_inbound(session, [(e.channel, e.event_id) for e in envelopes], now)
@@ -137,11 +139,22 @@ class Dispatcher:
                     events: list[dict[str, Any]] = []
                     outgoing: list[Outgoing] = []
                     for envelope in todo:
-                        await self._apply(session, envelope, people, conversations, now, events, outgoing)
+                        await self._apply(session, envelope, people, conversations, now, events, outgoing, effects)
                     if events:
                         await session.execute(insert(ParticipationEvent), events)
                     await enqueue(session, outgoing, now)
-            return results
+        for effect in effects:  # committed: now the effects may run (a crash here loses them; see Turn.after_commit)
+            task = asyncio.create_task(self._run_effect(effect))
+            self._effects.add(task)
+            task.add_done_callback(self._effects.discard)
+        return results
+
+    @staticmethod
+    async def _run_effect(effect: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await effect()
+        except Exception:
+            log.exception("an after-commit effect failed")
 
     async def _apply(
         self,
@@ -152,6 +165,7 @@ class Dispatcher:
         now: dt.datetime,
         events: list[dict[str, Any]],
         outgoing: list[Outgoing],
+        effects: list[Callable[[], Awaitable[None]]],
     ) -> None:
         """Handle one event: new state in the session, log rows and replies to the lists.
 
@@ -188,6 +202,8 @@ class Dispatcher:
                 session.expunge(conversation)
         elif turn.person is not None:
             person = people[account] = turn.person
+            if (person.opted_out_at is None) == (not turn.state.subscribed):  # "dừng nhận tin" changed
+                person.opted_out_at = None if turn.state.subscribed else now
             if conversation is None:
                 conversation = Conversation(person_id=person.id, state=turn.state.to_dict(), updated_at=now)
                 session.add(conversation)
@@ -208,6 +224,7 @@ class Dispatcher:
                 }
                 for event in turn.events
             )
+        effects.extend(turn.after_commit)
         person_id = turn.person.id if turn.person is not None else None
         outgoing.extend(
             Outgoing(envelope.channel, envelope.sender_id, person_id, reply.to_dict(), Priority.REPLY)

@@ -6,17 +6,16 @@ import csv
 import hashlib
 import hmac
 import os
-import zoneinfo
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.catalog import EXPORT_COLUMNS, Catalog
+from storage.clock import LOCAL_TZ
 from storage.models import ParticipationEvent
 from storage.repo import app_secret
 
-LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
 PSEUDONYM_SECRET = "pseudonym_key"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 STREAM_CHUNK = 2000

@@ -15,14 +15,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.ratelimit import ChannelLimiter
 from bot.transport import DeliveryError, RetryLater, Transport, Unreachable
+from flows.community import QuietHours
 from flows.types import Reply
-from storage.clock import Clock, utc_now
+from storage.clock import LOCAL_TZ, Clock, utc_now
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Priority
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,11 @@ class OutboxSender:
         sessions: async_sessionmaker[AsyncSession],
         transports: Mapping[str, Transport],
         clock: Clock = utc_now,
+        quiet_hours: QuietHours | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._quiet_hours = quiet_hours
         self._transports: dict[str, Transport] = {}
         self._batch: dict[str, int] = {}
         self._limiters: dict[str, ChannelLimiter] = {}
@@ -107,15 +110,23 @@ class OutboxSender:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), poll_seconds)
 
+    def bulk_allowed(self, now: dt.datetime) -> bool:
+        """False during quiet hours: then only replies to residents go out."""
+        return self._quiet_hours is None or not self._quiet_hours.contains(now.astimezone(LOCAL_TZ).time())
+
     async def _claim(self, channel: str) -> list[_Row]:
-        """Mark the next due rows "sending": the oldest waiting row of each recipient, replies first."""
+        """Mark the next due rows "sending": the oldest waiting row of each recipient, replies first
+        (and only replies during quiet hours)."""
         now = self._clock()
+        wanted = [] if self.bulk_allowed(now) else [OutboxMessage.priority <= Priority.REPLY]
         earlier = aliased(OutboxMessage)
+        # In order per recipient, except that a reply never waits behind a bulk message.
         blocked = exists().where(
             earlier.channel == OutboxMessage.channel,
             earlier.recipient == OutboxMessage.recipient,
             earlier.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
             earlier.id < OutboxMessage.id,
+            or_(OutboxMessage.priority > Priority.REPLY, earlier.priority <= Priority.REPLY),
         )
         async with self._sessions.begin() as session:
             rows = (
@@ -125,6 +136,7 @@ class OutboxSender:
                         OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.channel == channel,
                         OutboxMessage.next_attempt_at <= now,
+                        *wanted,
                         ~blocked,
                     )
                     .order_by(OutboxMessage.priority, OutboxMessage.id)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from telegram import Bot
 
 from bot.app import App, open_app
+from bot.broadcasts.scheduler import BroadcastScheduler
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport, make_bot
 from bot.channels.web import WebChat, WebTransport
 from bot.config import Settings
@@ -62,6 +63,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             images = settings.content_dir / "images"
             app.sender.add_transport(TelegramTransport(bot, settings.telegram_limits, images))
         await app.sender.recover()
+        broadcasts = BroadcastScheduler(app.engine, app.sessions, app.catalog, app.sender.wake, settings.database_url)
+        await broadcasts.start()
 
         runner = web.AppRunner(create_web_app(app, web_chat, telegram), access_log=None)
         await runner.setup()
@@ -95,6 +98,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await broadcasts.stop()
             await runner.cleanup()
             if bot is not None:
                 await bot.shutdown()

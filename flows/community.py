@@ -12,6 +12,7 @@ items, with optional overrides per commune (``communes: {<code>: {...}}``).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,39 @@ class FieldItem(_Strict):
     module: str | None = None
 
 
+class QuietHours(_Strict):
+    """Local hours (Asia/Ho_Chi_Minh) when no broadcast or reminder is delivered; replies still are."""
+
+    start: dt.time = dt.time.fromisoformat("21:00")
+    end: dt.time = dt.time.fromisoformat("07:00")
+
+    def contains(self, local: dt.time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_allowed(self, local: dt.datetime) -> dt.datetime:
+        """``local`` itself outside quiet hours, else the end of these quiet hours (same zone)."""
+        if not self.contains(local.timetz().replace(tzinfo=None)):
+            return local
+        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
+        return end if end > local else end + dt.timedelta(days=1)
+
+
+class Reminders(_Strict):
+    """Nudges to a resident who started a module and stopped: one after each delay, counted from their
+    last message, at most ``len(after_days)`` per module."""
+
+    after_days: list[float] = Field(default=[1, 3], max_length=5)
+
+    @field_validator("after_days")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(day <= 0 for day in value) or value != sorted(set(value)):
+            raise ValueError("after_days must be positive and increasing, e.g. [1, 3]")
+        return value
+
+
 class CommuneRules(_Strict):
     gia_dinh_so: HouseholdRule | None = None
     targets: list[TargetSpec] | None = None
@@ -99,6 +133,8 @@ class CommunitySpec(_Strict):
     mentor_goal: int = Field(default=5, ge=1)
     invite_valid_hours: int = Field(default=72, ge=1, le=24 * 30)
     field_visit: list[FieldItem] = Field(min_length=1)
+    quiet_hours: QuietHours = QuietHours()
+    reminders: Reminders = Reminders()
     communes: dict[str, CommuneRules] = {}
 
     def rule_for(self, commune: str | None) -> HouseholdRule:

@@ -93,6 +93,12 @@ def in_progress(catalog: Catalog, state: ConversationState) -> bool:
     return bool(state.module) and not current_step(catalog, state).complete
 
 
+def unfinished_module(catalog: Catalog, state: ConversationState) -> str:
+    """The module a stored state has started and not finished ("" if none, or if content changed since)."""
+    step = catalog.step(state.module, state.step) if state.module in catalog.modules else None
+    return state.module if step is not None and not step.complete else ""
+
+
 def _mode_choices(catalog: Catalog, state: ConversationState) -> list[Choice]:
     if state.mode is Mode.MENU:
         found = [action(catalog, state, CONTINUE)] if in_progress(catalog, state) else []

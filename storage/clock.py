@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 Clock = Callable[[], dt.datetime]
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # times are stored in UTC and shown in Vietnam's time
 
 
 def utc_now() -> dt.datetime:

@@ -56,7 +56,16 @@ from flows.types import EventKind
 from storage.areas import name_key
 from storage.models import Area, Household, ParticipationEvent, Person, RoleGrant
 
-__all__ = ["AreaMetrics", "Mentee", "TargetProgress", "area_metrics", "household_statuses", "mentees", "mentor_counts"]
+__all__ = [
+    "AreaMetrics",
+    "Mentee",
+    "TargetProgress",
+    "area_metrics",
+    "counting",
+    "household_statuses",
+    "mentees",
+    "mentor_counts",
+]
 
 COMPLETED = EventKind.COMPLETED.value
 RETRACTED = EventKind.RETRACTED.value
@@ -115,7 +124,7 @@ def _within(place: ColumnElement[Any], roots: Sequence[str] | None) -> list[Colu
     return [place.in_(under.where(or_(*(level.in_(roots) for level in levels))))]
 
 
-def _counting(event: type[ParticipationEvent], until: dt.datetime | None) -> list[ColumnElement[bool]]:
+def counting(event: type[ParticipationEvent], until: dt.datetime | None) -> list[ColumnElement[bool]]:
     """Conditions for events that count: not a retraction, not retracted, not after ``until``.
 
     ``NOT IN`` an uncorrelated list: one pass over the retractions per query on either database (a
@@ -138,7 +147,7 @@ def _first_completions(
     the first one may lie elsewhere.
     """
     e = ParticipationEvent
-    where = [e.kind == COMPLETED, e.subject.is_not(None), *_counting(e, until)]
+    where = [e.kind == COMPLETED, e.subject.is_not(None), *counting(e, until)]
     if modules is not None:
         where.append(e.module.in_(list(modules)))
     rank = func.row_number().over(partition_by=(e.subject, e.module), order_by=(e.at, e.id)).label("rank")
@@ -218,7 +227,7 @@ async def _household_rows(
         .select_from(Person)
         .join(Household, Household.id == Person.household_id)
         .join(e, e.person_id == Person.id)
-        .where(e.kind == COMPLETED, *_counting(e, until), *where)
+        .where(e.kind == COMPLETED, *counting(e, until), *where)
         .group_by(Person.household_id, Person.id)
     )
     members: defaultdict[int, list[tuple[int, frozenset[str]]]] = defaultdict(list)
@@ -237,7 +246,7 @@ async def _people_reached(
     e = ParticipationEvent
     visits = (
         select(e.area_code, e.subject)
-        .where(e.subject.is_not(None), *_counting(e, until), *_within(e.area_code, roots))
+        .where(e.subject.is_not(None), *counting(e, until), *_within(e.area_code, roots))
         .distinct()
         .cte("visits")
     )
@@ -410,7 +419,7 @@ async def mentees(session: AsyncSession, mentor_id: int, until: dt.datetime | No
         .where(
             e.kind == COMPLETED,
             e.person_id.in_(select(Person.id).where(Person.mentor_id == mentor_id)),
-            *_counting(e, until),
+            *counting(e, until),
         )
         .group_by(e.person_id, e.module)
         .order_by(e.person_id, e.module)

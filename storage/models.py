@@ -6,7 +6,18 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -72,6 +83,7 @@ class Person(Base):
     household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id", ondelete="SET NULL"), index=True)
     mentor_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
     mentor_code: Mapped[str | None] = mapped_column(String(12))  # volunteers share it with their mentees
+    opted_out_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # "dừng nhận tin": no broadcasts, no nudges
 
 
 class Household(Base):
@@ -201,6 +213,7 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"  # gave up; last_error says why
     UNKNOWN = "unknown"  # bulk send interrupted in flight: may or may not have arrived
     UNREACHABLE = "unreachable"  # the person blocked the bot
+    HELD = "held"  # a bulk message of a paused broadcast: pending again on resume
 
 
 class Priority:
@@ -217,6 +230,8 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "priority", "next_attempt_at", "id"),
         Index("ix_outbox_recipient", "channel", "recipient", "status", "id"),  # order per recipient
+        # One message per person per broadcast run, whatever happens (a crash, a second "send").
+        Index("ix_outbox_run_person", "run_id", "person_id", unique=True),
         # Ids are never reused (readers follow the outbox by id, and rows are deleted with a person).
         {"sqlite_autoincrement": True},
     )
@@ -233,6 +248,68 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast_runs.id"))  # a broadcast's message
+
+
+class BroadcastStatus(StrEnum):
+    DRAFT = "draft"  # composed, previewed, not confirmed
+    SCHEDULED = "scheduled"  # confirmed: runs at send_at, or every year on every_year
+    DONE = "done"  # its (only) run is queued
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """A message to an audience, composed by a volunteer or an officer for an area they cover.
+
+    ``audience`` is a :class:`storage.audience.Audience` as JSON; ``template`` a sandboxed Jinja2
+    template; ``every_year`` "MM-DD HH:MM" (local time) for a yearly campaign such as 10/10.
+    """
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    template: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    every_year: Mapped[str | None] = mapped_column(String(11))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class BroadcastRun(Base):
+    """One sending of a broadcast (a yearly campaign has one a year); its messages are outbox rows.
+
+    ``queued_at`` is set once every recipient's message is in the outbox: a run without it was
+    interrupted and is resumed, and the unique (run, person) index keeps it to one message each.
+    """
+
+    __tablename__ = "broadcast_runs"
+    __table_args__ = (UniqueConstraint("broadcast_id", "due_at", name="uq_broadcast_run_due"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReminderSent(Base):
+    """A nudge to finish a module: at most one per (person, module, number)."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("person_id", "module", "number", name="uq_reminder_person_module_number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"))
+    module: Mapped[str] = mapped_column(String(40))
+    number: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class AppSecret(Base):

@@ -95,29 +95,43 @@ class Outgoing:
     person_id: int | None
     payload: dict[str, Any]
     priority: int
+    run_id: int | None = None  # the broadcast run a bulk message belongs to
 
 
-async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> None:
-    """Queue messages in the caller's transaction (one statement); the sender delivers them after commit."""
+async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> int:
+    """Queue messages in the caller's transaction (one statement); the sender delivers them after commit.
+
+    A broadcast run's message to a person who already has one in that run is skipped (the unique
+    (run_id, person_id) index): enqueueing a run again after a crash adds only what is missing.
+    Returns how many rows were added.
+    """
     if not messages:
-        return
-    await session.execute(
-        insert(OutboxMessage),
-        [
-            {
-                "channel": m.channel,
-                "recipient": m.recipient,
-                "person_id": m.person_id,
-                "payload": m.payload,
-                "priority": m.priority,
-                "status": OutboxStatus.PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for m in messages
-        ],
+        return 0
+    rows = [
+        {
+            "channel": m.channel,
+            "recipient": m.recipient,
+            "person_id": m.person_id,
+            "payload": m.payload,
+            "priority": m.priority,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "run_id": m.run_id,
+        }
+        for m in messages
+    ]
+    if all(m.run_id is None for m in messages):
+        await session.execute(insert(OutboxMessage), rows)
+        return len(rows)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["run_id", "person_id"])
+        .returning(OutboxMessage.id)
     )
+    return len((await session.execute(statement, rows)).all())
 
 
 async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> str:

@@ -12,6 +12,19 @@ from flows.types import ConversationState, Inbound, InboundKind, Outcome
 T0 = dt.datetime(2026, 11, 2, 1, 30, tzinfo=dt.UTC)
 
 
+class FakeClock:
+    """A clock the test moves by hand (callable like storage.clock.utc_now)."""
+
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
 def text(value: str) -> Inbound:
     return Inbound(InboundKind.TEXT, T0, text=value)
 

@@ -10,21 +10,12 @@ from sqlalchemy import select
 from bot.ratelimit import RateLimits
 from bot.sender import MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
+from flows.community import QuietHours
 from flows.types import Reply
+from storage.clock import LOCAL_TZ
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority
 from storage.repo import Outgoing, enqueue
-from tests.helpers import T0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+from tests.helpers import T0, FakeClock
 
 
 class RecordingTransport:
@@ -153,3 +144,25 @@ async def test_recovery_retries_replies_but_not_bulk(sessions, sender, transport
     result = await statuses(sessions)
     assert result["reply in flight"][0] == "sent"
     assert result["bulk in flight"][0] == "unknown"
+
+
+async def test_a_reply_never_waits_behind_bulk_to_the_same_person(sessions, sender, transport) -> None:
+    await queue(sessions, "x", "bulk 1", "bulk 2", priority=Priority.BULK)
+    await queue(sessions, "x", "reply")
+    await sender.drain()
+    assert [t for _, t in transport.sent] == ["reply", "bulk 1", "bulk 2"]
+
+
+async def test_quiet_hours_hold_bulk_but_not_replies(sessions, transport, clock) -> None:
+    sender = OutboxSender(sessions, {"test": transport}, clock=clock, quiet_hours=QuietHours())
+    clock.now = dt.datetime(2026, 11, 2, 20, 59, 30, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+    await queue(sessions, "x", "bulk", priority=Priority.BULK)
+    clock.advance(60)  # 21:00:30 in Vietnam
+    await queue(sessions, "y", "reply")
+    await sender.drain()
+    assert transport.sent == [("y", "reply")]
+    clock.now = dt.datetime(2026, 11, 3, 6, 59, 59, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+    assert await sender.drain() == 0
+    clock.advance(1)  # 07:00
+    await sender.drain()
+    assert transport.sent == [("y", "reply"), ("x", "bulk")]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from bot.community import codes, households, privacy, villages, visits, volunteers
+from bot.community import broadcasting, codes, households, privacy, villages, visits, volunteers
 from bot.community.turn import OPTION_PREFIX, Picked, Turn, end, read_answer, repeat
 from flows.catalog import HOST_ACTION_KEYS, MODULE_BUTTON_PREFIX
 from flows.router import RouteKind
-from flows.text import clean
+from flows.text import clean, fold
 from flows.types import InboundKind
 
 Stage = Callable[[Turn, Picked], Awaitable[None]]
@@ -39,10 +39,20 @@ STAGES: dict[str, Stage] = {
     "visit.items": visits.on_items,
     "visit.confirm": visits.on_confirm,
     "visit.after": visits.on_after,
+    "bc.area": broadcasting.on_area,
+    "bc.who": broadcasting.on_who,
+    "bc.module": broadcasting.on_module,
+    "bc.text": broadcasting.on_text,
+    "bc.when": broadcasting.on_when,
+    "bc.at": broadcasting.on_at,
+    "bc.yearly": broadcasting.on_yearly,
+    "bc.confirm": broadcasting.on_confirm,
+    "bc.status": broadcasting.on_status,
 }
 
-# "/ma ABCD1234": the one command that takes its argument on the same line.
+# Commands that take an argument on the same line: "/ma ABCD1234", "/phattin trangthai".
 _CODE_COMMAND = re.compile(r"^/ma(?:@\w+)?\s+(\S.*)$", re.IGNORECASE)
+_STATUS_COMMAND = re.compile(r"^/phattin(?:@\w+)?\s+trang\s?thai$", re.IGNORECASE)
 
 
 async def take(turn: Turn) -> bool:
@@ -53,6 +63,10 @@ async def take(turn: Turn) -> bool:
         if code:
             end(turn)
             await codes.open_codes(turn, code.group(1))
+            return True
+        if _STATUS_COMMAND.match(fold(inbound.text)):
+            end(turn)
+            await broadcasting.open_status(turn)
             return True
     if not turn.state.dialog:
         return False
@@ -91,6 +105,12 @@ async def start(turn: Turn, action: str) -> None:
         await volunteers.open_mine(turn)
     elif action == "invite":
         await volunteers.open_invite(turn)
+    elif action == "broadcast":
+        await broadcasting.open_broadcast(turn)
+    elif action == "broadcast_status":
+        await broadcasting.open_status(turn)
+    elif action == "stuck_list":
+        await broadcasting.open_stuck(turn)
     else:
         raise ValueError(f"unknown host action {action!r}")
 

@@ -10,6 +10,7 @@ may also take free text (a household's label, a code).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,9 @@ class Turn:
     replies: list[Reply] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     deleted: bool = False  # the person deleted their data during this turn
+    # Run once this turn's transaction is committed (e.g. scheduling a confirmed broadcast); lost on a crash
+    # in between, so whatever they do must also be redone by a periodic check.
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def say(self, key: str, **values: Any) -> str:
         return self.catalog.say(key, **values)

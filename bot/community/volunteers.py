@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from bot.community.turn import Option, Picked, Turn, ask, menu_option, show_menu
 from flows.community import AreaKind
+from storage.clock import LOCAL_TZ
 from storage.codes import new_code
 from storage.metrics import area_metrics, mentees
 from storage.models import Area, Person, Role
 from storage.roles import create_invite, scope
 
-LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 MENTOR_CODE_LENGTH = 7  # household codes have 8, invite codes 10: a code's length says what it is
 
 
@@ -48,7 +47,7 @@ async def open_mine(turn: Turn) -> None:
         select(Area.code).where(Area.code.in_(areas), Area.kind == AreaKind.VILLAGE).order_by(Area.name)
     )
     metrics = await area_metrics(
-        turn.session, turn.catalog.community, list(villages), year=turn.now.astimezone(LOCAL).year
+        turn.session, turn.catalog.community, list(villages), year=turn.now.astimezone(LOCAL_TZ).year
     )
     shown = [m for m in metrics if m.kind == AreaKind.VILLAGE][:10]
     summary = turn.say(
@@ -105,7 +104,7 @@ async def on_invite_area(turn: Turn, answer: Picked) -> None:
         return
     hours = turn.catalog.community.invite_valid_hours
     code = await create_invite(turn.session, Role(role), area.code, turn.person.id, turn.now, hours)
-    expires = (turn.now + dt.timedelta(hours=hours)).astimezone(LOCAL)
+    expires = (turn.now + dt.timedelta(hours=hours)).astimezone(LOCAL_TZ)
     text = turn.say(
         "invite_created",
         role=turn.label(f"role.{role}"),

@@ -14,12 +14,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from storage.migrations.helpers import BigId, add_reference
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -53,9 +53,9 @@ def upgrade() -> None:
     random_key = "abs(random())" if op.get_bind().dialect.name == "sqlite" else "floor(random() * 9e18)::bigint"
     op.execute(f"UPDATE persons SET subject = {random_key}")
     op.add_column("persons", sa.Column("consented_at", sa.DateTime(timezone=True), nullable=True))
-    _add_reference("persons", "area_code", sa.String(40), "areas.code")
-    _add_reference("persons", "household_id", BigId, "households.id", ondelete="SET NULL")
-    _add_reference("persons", "mentor_id", BigId, "persons.id", ondelete="SET NULL")
+    add_reference("persons", "area_code", sa.String(40), "areas.code")
+    add_reference("persons", "household_id", BigId, "households.id", ondelete="SET NULL")
+    add_reference("persons", "mentor_id", BigId, "persons.id", ondelete="SET NULL")
     op.add_column("persons", sa.Column("mentor_code", sa.String(12), nullable=True))
     op.create_index("ix_persons_area_code", "persons", ["area_code"])
     op.create_index("ix_persons_household_id", "persons", ["household_id"])
@@ -109,23 +109,9 @@ def upgrade() -> None:
 
     op.add_column("participation_events", sa.Column("subject", sa.BigInteger(), nullable=True))
     op.add_column("participation_events", sa.Column("area_code", sa.String(length=40), nullable=True))
-    _add_reference("participation_events", "corrects_id", BigId, "participation_events.id")
+    add_reference("participation_events", "corrects_id", BigId, "participation_events.id")
     op.create_index("ix_participation_events_subject", "participation_events", ["subject"])
     op.create_index("ix_participation_events_area_code", "participation_events", ["area_code"])
-
-
-def _add_reference(
-    table: str, column: str, type_: sa.types.TypeEngine, target: str, ondelete: str | None = None
-) -> None:
-    """Add a nullable column with a foreign key; SQLite takes it inline in ADD COLUMN."""
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
-        ref_table, ref_column = target.split(".")
-        action = f" ON DELETE {ondelete}" if ondelete else ""
-        kind = type_.compile(dialect=bind.dialect)
-        op.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind} REFERENCES {ref_table} ({ref_column}){action}")
-    else:
-        op.add_column(table, sa.Column(column, type_, sa.ForeignKey(target, ondelete=ondelete), nullable=True))
 
 
 def downgrade() -> None:

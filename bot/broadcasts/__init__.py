@@ -1,0 +1,1 @@
+"""Broadcasts and reminders: audiences, runs through the outbox, scheduling."""
