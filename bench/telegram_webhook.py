@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import random
-import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,18 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp.test_utils import TestServer
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rig import RESULTS, Rig, percentile
+
 from bot.app import App, open_app
-from bot.channels.telegram import SECRET_HEADER
 from bot.community.consent import AGREE
 from bot.config import TELEGRAM_LIMITS, Settings
 from bot.dispatcher import Envelope
 from bot.ratelimit import RateLimits
-from bot.server import WEBHOOK_PATH
 from content import CONTENT_DIR
 from flows.types import Inbound, InboundKind, Reply
 from storage.clock import utc_now
@@ -47,17 +41,7 @@ from storage.models import Priority
 from storage.repo import Outgoing, enqueue
 from tests.chat import reference_turns
 from tests.helpers import T0, as_numbers
-from tests.telegram_emulator import TOKEN, TelegramEmulator
-
-SECRET = "bench-secret"
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+from tests.telegram_emulator import TelegramEmulator
 
 
 async def script(app: App, scratch: Path) -> tuple[list[str], list[int]]:
@@ -98,64 +82,6 @@ async def bench_dispatcher(app: App, events: int, people: int = 500) -> dict[str
         "agree_per_s": agree,
         "village_per_s": village,
     }
-
-
-class Rig:
-    """The emulator and the load driver here; the bot as its own process (`hocvuso run`), as in production."""
-
-    def __init__(self, data_dir: Path, database_url: str, emulator: TelegramEmulator, limits: RateLimits) -> None:
-        self.data_dir, self.database_url, self.emulator, self.limits = data_dir, database_url, emulator, limits
-
-    async def __aenter__(self) -> Rig:
-        self.api = TestServer(self.emulator.app())
-        await self.api.start_server()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        per_chat = f"{self.limits.per_chat[0]}/{self.limits.per_chat[1]}" if self.limits.per_chat else "0"
-        env = {
-            **os.environ,
-            "HOCVUSO_DATA_DIR": str(self.data_dir),
-            "HOCVUSO_DATABASE_URL": self.database_url,
-            "HOCVUSO_PORT": str(port),
-            "HOCVUSO_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "TELEGRAM_BOT_TOKEN": TOKEN,
-            "TELEGRAM_API_URL": f"http://127.0.0.1:{self.api.port}/bot",
-            "TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "TELEGRAM_RATE_PER_SECOND": str(self.limits.per_second or 0),
-            "TELEGRAM_RATE_PER_CHAT": per_chat,
-        }
-        hocvuso = str(Path(sys.executable).parent / "hocvuso")
-        self.server = await asyncio.create_subprocess_exec(hocvuso, "run", env=env, stdout=asyncio.subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
-        for _ in range(600):
-            assert self.server.returncode is None, "hocvuso run exited"
-            try:
-                async with self.http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return self
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError("hocvuso run did not start")
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self.server.wait(), 30)
-        await self.http.close()
-        await self.api.close()
-
-    async def post(self, update: dict[str, Any]) -> None:
-        """Deliver like Telegram: again until acknowledged with 200."""
-        while True:
-            try:
-                async with self.http.post(self.url, json=update, headers={SECRET_HEADER: SECRET}) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
 
 
 async def run_residents(

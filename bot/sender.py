@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
 BATCH = 50
+BATCHES_IN_FLIGHT = 2
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
@@ -89,11 +90,26 @@ class OutboxSender:
         """Send everything that is due now (on one channel, or all); return how many rows were handled."""
         handled = 0
         for name in [channel] if channel else list(self._transports):
-            while self._clock() >= self._paused_until.get(name, _EPOCH) and (batch := await self._claim(name)):
-                # One row per recipient per batch (see _claim), so the batch can go out concurrently.
-                await self._record(batch, list(await asyncio.gather(*(self._deliver(row) for row in batch))))
-                handled += len(batch)
+            # The next batch is claimed while the current one goes out, so the channel's limiter never
+            # waits on the database; claimed rows are "sending", so a recipient's next row waits its turn.
+            in_flight: set[asyncio.Task[int]] = set()
+            while self._clock() >= self._paused_until.get(name, _EPOCH):
+                batch = await self._claim(name)
+                if batch:
+                    in_flight.add(asyncio.create_task(self._send_batch(batch)))
+                if in_flight and (not batch or len(in_flight) >= BATCHES_IN_FLIGHT):
+                    # Full, or nothing claimable until a batch in flight is done (its recipients' next rows).
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    handled += sum(task.result() for task in done)
+                elif not batch:
+                    break
+            handled += sum(await asyncio.gather(*in_flight))
         return handled
+
+    async def _send_batch(self, batch: list[_Row]) -> int:
+        # One row per recipient per batch (see _claim), so the batch can go out concurrently.
+        await self._record(batch, list(await asyncio.gather(*(self._deliver(row) for row in batch))))
+        return len(batch)
 
     async def run(self, poll_seconds: float = 1.0) -> None:
         """Drain every channel forever: on :meth:`wake`, and every ``poll_seconds`` for retries."""
@@ -128,10 +144,11 @@ class OutboxSender:
             earlier.id < OutboxMessage.id,
             or_(OutboxMessage.priority > Priority.REPLY, earlier.priority <= Priority.REPLY),
         )
+        o = OutboxMessage
         async with self._sessions.begin() as session:
             rows = (
-                await session.scalars(
-                    select(OutboxMessage)
+                await session.execute(
+                    select(o.id, o.channel, o.recipient, o.payload)
                     .where(
                         OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.channel == channel,
@@ -144,15 +161,22 @@ class OutboxSender:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            for row in rows:
-                row.status = OutboxStatus.SENDING
-                row.attempts += 1
+            if rows:
+                await session.execute(
+                    update(o)
+                    .where(o.id.in_([row.id for row in rows]))
+                    .values(status=OutboxStatus.SENDING, attempts=o.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
             return [_Row(row.id, row.channel, row.recipient, row.payload) for row in rows]
 
     async def _deliver(self, row: _Row) -> DeliveryError | None:
         """Send one row; return what went wrong, or None. Touches no database."""
         try:
             await self._limiters[row.channel].acquire(row.recipient)
+            paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
+            if paused > dt.timedelta(0):  # a 429 arrived meanwhile: the platform is not called
+                return RetryLater("waiting after a 429", paused.total_seconds())
             await self._transports[row.channel].send(row.recipient, Reply.from_dict(row.payload))
         except DeliveryError as exc:
             if isinstance(exc, RetryLater) and exc.retry_after is not None:
@@ -169,15 +193,25 @@ class OutboxSender:
         """Write the outcome of a whole batch in one transaction."""
         now = self._clock()
         async with self._sessions.begin() as session:
+            delivered = [sent.id for sent, error in zip(batch, results, strict=True) if error is None]
+            if delivered:  # last_error is kept: the last failed try
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(delivered))
+                    .values(status=OutboxStatus.SENT, sent_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            failed = [(sent, error) for sent, error in zip(batch, results, strict=True) if error is not None]
+            if not failed:
+                return
             rows = {
                 r.id: r
-                for r in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_([b.id for b in batch])))
+                for r in await session.scalars(
+                    select(OutboxMessage).where(OutboxMessage.id.in_([sent.id for sent, _ in failed]))
+                )
             }
-            for sent, error in zip(batch, results, strict=True):
+            for sent, error in failed:
                 row = rows[sent.id]
-                if error is None:
-                    row.status, row.sent_at = OutboxStatus.SENT, now  # last_error kept: the last failed try
-                    continue
                 row.last_error = str(error)
                 if isinstance(error, Unreachable):
                     row.status = OutboxStatus.UNREACHABLE
