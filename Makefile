@@ -29,3 +29,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/match_accuracy.py
 	$(BIN)/python bench/telegram_webhook.py
+	$(BIN)/python bench/broadcast.py

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
@@ -21,6 +24,46 @@ class RateLimits:
 PACING_MARGIN = 1.01
 
 
+class Pacer:
+    """At most one acquisition every ``interval`` seconds, evenly spaced; urgent waiters go first.
+
+    Replies to residents are urgent: they overtake bulk messages already waiting for their slot. A
+    slot missed while the event loop was busy is not made up for later, so no one-second window ever
+    holds more than ``1 / interval`` acquisitions.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0  # event-loop time of the next free slot
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def acquire(self, urgent: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._waiters and loop.time() >= self._next:
+            self._next = loop.time() + self._interval
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), waiter))
+        self._arm(loop)
+        await waiter  # cancelled: its slot goes to the next waiter
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is None and self._waiters:
+            self._timer = loop.call_at(max(self._next, loop.time()), self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+                self._next = loop.time() + self._interval
+                break
+        self._arm(loop)
+
+
 class ChannelLimiter:
     """Waits until one more message to ``recipient`` fits within the channel's limits."""
 
@@ -29,14 +72,15 @@ class ChannelLimiter:
     def __init__(self, limits: RateLimits) -> None:
         self._limits = limits
         # Evenly paced, no burst, a hair under the limit: no one-second window ever holds more than allowed.
-        self._overall = AsyncLimiter(1, PACING_MARGIN / limits.per_second) if limits.per_second else None
+        self._overall = Pacer(PACING_MARGIN / limits.per_second) if limits.per_second else None
         self._per_chat: dict[str, AsyncLimiter] = {}
 
-    async def acquire(self, recipient: str) -> None:
+    async def acquire(self, recipient: str, urgent: bool = False) -> None:
+        """``urgent``: a reply to a resident, which overtakes bulk messages waiting for the channel."""
         if self._limits.per_chat:
             await self._chat_limiter(recipient).acquire()
         if self._overall:
-            await self._overall.acquire()
+            await self._overall.acquire(urgent)
 
     def _chat_limiter(self, recipient: str) -> AsyncLimiter:
         limiter = self._per_chat.get(recipient)

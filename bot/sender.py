@@ -148,7 +148,7 @@ class OutboxSender:
         async with self._sessions.begin() as session:
             rows = (
                 await session.execute(
-                    select(o.id, o.channel, o.recipient, o.payload)
+                    select(o.id, o.channel, o.recipient, o.payload, o.priority)
                     .where(
                         OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.channel == channel,
@@ -168,12 +168,12 @@ class OutboxSender:
                     .values(status=OutboxStatus.SENDING, attempts=o.attempts + 1)
                     .execution_options(synchronize_session=False)
                 )
-            return [_Row(row.id, row.channel, row.recipient, row.payload) for row in rows]
+            return [_Row(row.id, row.channel, row.recipient, row.payload, row.priority) for row in rows]
 
     async def _deliver(self, row: _Row) -> DeliveryError | None:
         """Send one row; return what went wrong, or None. Touches no database."""
         try:
-            await self._limiters[row.channel].acquire(row.recipient)
+            await self._limiters[row.channel].acquire(row.recipient, urgent=row.priority <= Priority.REPLY)
             paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
             if paused > dt.timedelta(0):  # a 429 arrived meanwhile: the platform is not called
                 return RetryLater("waiting after a 429", paused.total_seconds())
@@ -234,3 +234,4 @@ class _Row:
     channel: str
     recipient: str
     payload: dict
+    priority: int

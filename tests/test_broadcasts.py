@@ -296,3 +296,18 @@ async def test_audiences_filter_by_module_role_channel_and_date(town: Dispatcher
     assert await who(channels=("telegram",)) == []
     assert await who(joined_since=T0 + dt.timedelta(seconds=1)) == []
     assert await who(joined_since=T0) == ["a", "b", "vol"]
+
+
+async def test_an_officer_chooses_the_commune_or_one_village(town: Dispatcher, shipped: Catalog, sessions) -> None:
+    await residents(town, "Thôn Đông", "a")
+    await residents(town, "Thôn Tây", "w")
+    officer = await volunteer_of(town, "officer", "demo", Role.OFFICER)
+    asked = await officer.send("/phattin")
+    assert shipped.say("broadcast_ask_area") in texts(asked)
+    assert labels(asked)[:2] == ["Xã Mẫu (dữ liệu ví dụ)", "Thôn Bắc"]
+    await officer.choose("Xã Mẫu (dữ liệu ví dụ)")
+    await officer.choose(shipped.label("broadcast.who_all"))
+    await officer.send("Chào bà con {{ xa }}")
+    preview = await officer.choose(shipped.label("broadcast.when_now"))
+    assert "Chào bà con Xã Mẫu (dữ liệu ví dụ)" in texts(preview)
+    assert "Gửi tới 2 người" in texts(preview)
