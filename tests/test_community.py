@@ -344,3 +344,10 @@ async def test_delete_leaves_no_personal_data_and_keeps_counts(town: Dispatcher,
         assert metric.people_reached == by_code[metric.code].people_reached
     again = await resident.send("menu")
     assert texts(again) == shipped.say("consent_prompt")  # a stranger again
+
+
+def test_every_host_action_has_an_opener() -> None:
+    from bot.community.host import ACTIONS
+    from flows.catalog import HOST_ACTION_KEYS
+
+    assert set(ACTIONS) == set(HOST_ACTION_KEYS)

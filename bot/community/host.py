@@ -88,31 +88,32 @@ async def take(turn: Turn) -> bool:
     return True
 
 
+async def _change_village(turn: Turn) -> None:
+    await villages.open_villages(turn, then="menu")
+
+
+# What each action the engine hands over opens (a menu button, or a command such as /xoa).
+ACTIONS: dict[str, Callable[[Turn], Awaitable[None]]] = {
+    "household": households.open_household,
+    "village": _change_village,
+    "enter_code": codes.open_codes,
+    "delete_data": privacy.open_delete,
+    "visit": visits.open_visit,
+    "mine": volunteers.open_mine,
+    "invite": volunteers.open_invite,
+    "broadcast": broadcasting.open_broadcast,
+    "broadcast_status": broadcasting.open_status,
+    "stuck_list": broadcasting.open_stuck,
+}
+
+
 async def start(turn: Turn, action: str) -> None:
-    """Carry out an action the engine handed over (a menu button or a command such as /xoa)."""
+    """Carry out an action the engine handed over."""
     end(turn)
-    if action == "household":
-        await households.open_household(turn)
-    elif action == "village":
-        await villages.open_villages(turn, then="menu")
-    elif action == "enter_code":
-        await codes.open_codes(turn)
-    elif action == "delete_data":
-        await privacy.open_delete(turn)
-    elif action == "visit":
-        await visits.open_visit(turn)
-    elif action == "mine":
-        await volunteers.open_mine(turn)
-    elif action == "invite":
-        await volunteers.open_invite(turn)
-    elif action == "broadcast":
-        await broadcasting.open_broadcast(turn)
-    elif action == "broadcast_status":
-        await broadcasting.open_status(turn)
-    elif action == "stuck_list":
-        await broadcasting.open_stuck(turn)
-    else:
+    opener = ACTIONS.get(action)
+    if opener is None:
         raise ValueError(f"unknown host action {action!r}")
+    await opener(turn)
 
 
 def _asks_elsewhere(turn: Turn) -> bool:
