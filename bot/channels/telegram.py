@@ -119,6 +119,15 @@ class TelegramTransport:
         return image if image.startswith("https://") else (self._images_dir / image).read_bytes()
 
 
+class MalformedUpdate(ValueError):
+    """An update whose fields make no sense for a chat (a missing chat, an id that is not a number...)."""
+
+
+def _readable(text: str) -> bool:
+    """Text every database stores: no NUL, no lone surrogate."""
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
     """Normalise an update into an inbound event, or None for what the bot ignores."""
     event_id = str(update.update_id)
@@ -127,7 +136,7 @@ def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
         if query.message is None or query.message.chat.type != "private":
             return None
         inbound = Inbound(InboundKind.BUTTON, now, button_id=query.data or "")
-        return Envelope(CHANNEL, event_id, str(query.message.chat.id), inbound)
+        return Envelope(CHANNEL, event_id, str(int(query.message.chat.id)), inbound)
     message = update.message
     if message is None or message.chat.type != "private":
         return None  # groups, channels, edits: not a resident talking to the bot
@@ -138,7 +147,7 @@ def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
         inbound = Inbound(InboundKind.START, at, text=message.text)
     else:
         inbound = Inbound(InboundKind.TEXT, at, text=message.text)
-    return Envelope(CHANNEL, event_id, str(message.chat.id), inbound)
+    return Envelope(CHANNEL, event_id, str(int(message.chat.id)), inbound)
 
 
 class TelegramChannel:
@@ -159,18 +168,35 @@ class TelegramChannel:
         self._clock = clock
         self._background: set[asyncio.Task[None]] = set()
 
+    def read(self, update: Update) -> Envelope | tuple[str, bool] | None:
+        """What an update means: an inbound event, a (chat id, reachable) change, or None (ignored).
+
+        Raises :class:`MalformedUpdate` for a shape PTB parsed but that makes no sense (no chat...).
+        """
+        try:
+            member = update.my_chat_member
+            if member is not None:
+                if member.chat.type != "private":
+                    return None
+                # The person blocked (status "kicked") or unblocked the bot: Telegram's own signal, before any 403.
+                return str(int(member.chat.id)), member.new_chat_member.status != "kicked"
+            envelope = envelope_from_update(update, self._clock())
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            raise MalformedUpdate(f"{type(exc).__name__}: {exc}") from exc
+        if envelope is not None and not (_readable(envelope.sender_id) and _readable(envelope.inbound.text)):
+            raise MalformedUpdate("a chat id or a text the database cannot store")
+        return envelope
+
     async def handle_update(self, update: Update) -> bool:
         """Commit the update's effects; False for a redelivery or an ignored update."""
-        member = update.my_chat_member
-        if member is not None and member.chat.type == "private":
-            # The person blocked (status "kicked") or unblocked the bot: Telegram's own signal, before any 403.
-            reachable = member.new_chat_member.status != "kicked"
-            await set_reachable(self._sessions, CHANNEL, str(member.chat.id), reachable, self._clock())
-            return True
-        envelope = envelope_from_update(update, self._clock())
-        if envelope is None:
+        meaning = self.read(update)
+        if meaning is None:
             return False
-        processed = await self._dispatcher.handle(envelope)
+        if isinstance(meaning, tuple):
+            chat_id, reachable = meaning
+            await set_reachable(self._sessions, CHANNEL, chat_id, reachable, self._clock())
+            return True
+        processed = await self._dispatcher.handle(meaning)
         if update.callback_query is not None:
             self._in_background(self._answer(update.callback_query.id))
         return processed
@@ -188,7 +214,8 @@ class TelegramChannel:
             raise web.HTTPBadRequest(text="not a Telegram update")
         try:
             update = Update.de_json(data, self.bot)
-        except Exception as exc:  # any shape PTB cannot read is the sender's fault, not ours
+            self.read(update)
+        except Exception as exc:  # any shape PTB or we cannot read is the sender's fault, not ours
             raise web.HTTPBadRequest(text="not a Telegram update") from exc
         await self.handle_update(update)
         return web.Response(text="ok")
@@ -203,7 +230,10 @@ class TelegramChannel:
                     offset=offset, timeout=POLL_TIMEOUT_SECONDS, allowed_updates=ALLOWED_UPDATES
                 )
                 for update in updates:
-                    await self.handle_update(update)
+                    try:
+                        await self.handle_update(update)
+                    except MalformedUpdate as exc:
+                        log.warning("skipped update %s: %s", update.update_id, exc)
                     offset = update.update_id + 1
                 backoff = 1.0
             except RetryAfter as exc:
