@@ -91,6 +91,8 @@ async def start(turn: Turn, action: str) -> None:
         await volunteers.open_mine(turn)
     elif action == "invite":
         await volunteers.open_invite(turn)
+    elif action == "login":
+        await volunteers.open_login(turn)
     else:
         raise ValueError(f"unknown host action {action!r}")
 

@@ -23,6 +23,7 @@ from flows.types import Button, ConversationState, Inbound, InboundKind, Mode, R
 from storage.models import Person
 
 OPTION_PREFIX = "x:"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # Settings' default host and port
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Turn:
     replies: list[Reply] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     deleted: bool = False  # the person deleted their data during this turn
+    base_url: str = DEFAULT_BASE_URL  # where the bot's web pages are reached (for login links)
 
     def say(self, key: str, **values: Any) -> str:
         return self.catalog.say(key, **values)
