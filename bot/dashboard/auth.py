@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dashboard.links import csrf_token, csrf_valid, read_session_cookie
+from bot.dashboard.links import csrf_token, read_session_cookie
 from storage.logins import session_person
 from storage.models import Area, Person, Role
 from storage.roles import active_grants, scope
@@ -56,12 +56,6 @@ async def officer_of(session: AsyncSession, key: bytes, cookie: str, now: dt.dat
     roots = tuple(sorted(code for code in granted if parents.get(code) not in areas))
     name = await session.scalar(select(Person.display_name).where(Person.id == person_id))
     return Officer(person_id, name, nonce, csrf_token(key, nonce), frozenset(areas), roots)
-
-
-def check_csrf(officer: Officer, key: bytes, submitted: str) -> None:
-    """Refuse a form that does not carry this session's token."""
-    if not csrf_valid(key, officer.nonce, submitted):
-        raise web.HTTPForbidden(text="CSRF token missing or wrong: reload the page and try again")
 
 
 def set_cookie(response: web.StreamResponse, name: str, value: str, secure: bool, max_age: int, path: str) -> None:

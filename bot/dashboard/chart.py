@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 28
+LABEL_GAP = 6  # between a line's end and its value
 
 
 @dataclass(frozen=True)
 class Line:
     key: str  # which series, for the template's legend and CSS class
     points: str  # "x,y x,y ..." for <polyline>
-    last: tuple[float, float]  # where the last value is labelled
+    last: tuple[float, float]  # where the last value's label goes
     last_value: float
 
 
@@ -44,7 +45,7 @@ def line_chart(series: dict[str, list[float]], target: float | None, top_value: 
         Line(
             key,
             " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values)),
-            (x(len(values) - 1), y(values[-1])),
+            (x(len(values) - 1), max(y(values[-1]) - LABEL_GAP, TOP + LABEL_GAP * 2)),  # inside the plot
             values[-1],
         )
         for key, values in series.items()

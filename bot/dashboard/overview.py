@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dashboard.chart import Chart, line_chart
 from bot.export import LOCAL_TZ, pseudonym
-from bot.reports.figures import module_title
+from bot.reports.figures import module_order, module_title
 from bot.reports.periods import Due, end_moment, next_reports, start_moment
 from flows.catalog import Catalog
 from flows.community import TargetMeasure
@@ -59,9 +59,8 @@ async def overview(session: AsyncSession, catalog: Catalog, area: Area, key: byt
     metrics = await area_metrics(session, community, [area.code], year=today.year)
     names = {m.code: m.name for m in metrics}
     here = next(m for m in metrics if m.code == area.code)
-    funnels = [(module_title(catalog, f.module), f) for f in await module_funnels(session, [area.code])]
-    order = {module.id: module.order for module in catalog.modules.values()}
-    funnels.sort(key=lambda item: (order.get(item[1].module, len(order)), item[1].module))
+    found = sorted(await module_funnels(session, [area.code]), key=lambda f: module_order(catalog, f.module))
+    funnels = [(module_title(catalog, f.module), f) for f in found]
 
     months = list(range(1, today.month))
     moments = [start_moment(dt.date(today.year, 1, 1)), *(end_moment(_month_end(today.year, m)) for m in months), now]

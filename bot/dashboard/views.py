@@ -25,7 +25,6 @@ from bot.dashboard.auth import (
     NoLongerOfficer,
     NotLoggedIn,
     Officer,
-    check_csrf,
     officer_of,
     set_cookie,
 )
@@ -38,7 +37,15 @@ from bot.dashboard.forms import (
     read_export,
     read_report,
 )
-from bot.dashboard.links import LOGIN_PATH, SESSION_LIFETIME, dashboard_key, read_token, session_cookie
+from bot.dashboard.links import (
+    LOGIN_PATH,
+    SESSION_LIFETIME,
+    LinkClaims,
+    csrf_valid,
+    dashboard_key,
+    read_token,
+    session_cookie,
+)
 from bot.dashboard.overview import overview
 from bot.export import LOCAL_TZ, ExportFormat, csv_bytes, pseudonym_key, write_xlsx
 from bot.pages import render
@@ -128,66 +135,55 @@ class Dashboard:
         except NoLongerOfficer:
             return _message("no_role", 403)
         request[OFFICER] = officer
-        if request.method == "POST":
-            form = await request.post()
-            check_csrf(officer, key, str(form.get("csrf", "")))
+        if request.method == "POST" and not csrf_valid(key, officer.nonce, str((await request.post()).get("csrf", ""))):
+            return _message("stale_form", 403)
         return await handler(request)
 
     # --- login and logout -----------------------------------------------------------------------
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
         """The link's page: one button. Opening it uses nothing (chat apps open links to preview them)."""
-        problem = await self._link_problem(request.match_info["token"])
+        _, problem = await self._link(request.match_info["token"])
         if problem:
-            return _message(problem, 410 if problem != "link_invalid" else 404)
+            return _message(problem, 404 if problem == "link_invalid" else 410)
         token = secrets.token_urlsafe(24)
         response = web.Response(text=render("dashboard/login.html", csrf=token), content_type="text/html")
         set_cookie(response, LOGIN_COOKIE, token, self._secure, 15 * 60, LOGIN_PATH)
         return response
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        token = request.match_info["token"]
-        problem = await self._link_problem(token)
-        if problem:
-            return _message(problem, 410 if problem != "link_invalid" else 404)
+        claims, problem = await self._link(request.match_info["token"])
+        if claims is None or problem:
+            return _message(problem or "link_invalid", 404 if problem == "link_invalid" else 410)
         form = await request.post()
         sent, kept = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
-        if not sent or not kept or not secrets.compare_digest(sent, kept):
-            raise web.HTTPForbidden(text="CSRF token missing or wrong: open the link again")
-        key = await self.key()
-        claims = read_token(key, token)
-        assert claims is not None
+        if not sent or not kept or not secrets.compare_digest(sent, kept):  # double submit: no session yet
+            return _message("login_again", 403)
         now = self._clock()
         async with self._sessions.begin() as session:
-            areas = await scope(session, claims.person_id, Role.OFFICER)
-            if not areas:
+            if not await scope(session, claims.person_id, Role.OFFICER):
                 return _message("no_role", 403)
             if not await claim_login(session, claims.nonce, claims.person_id, now, now + SESSION_LIFETIME):
                 return _message("link_used", 410)
             await audit(session, claims.person_id, "login", None, now=now, channel="dashboard")
         response = web.Response(status=303, headers={"Location": "/dashboard/"})
-        set_cookie(
-            response,
-            SESSION_COOKIE,
-            session_cookie(key, claims.nonce),
-            self._secure,
-            int(SESSION_LIFETIME.total_seconds()),
-            COOKIE_PATH,
-        )
+        cookie = session_cookie(await self.key(), claims.nonce)
+        lifetime = int(SESSION_LIFETIME.total_seconds())
+        set_cookie(response, SESSION_COOKIE, cookie, self._secure, lifetime, COOKIE_PATH)
         response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
         return response
 
-    async def _link_problem(self, token: str) -> str | None:
-        """Why a link cannot log anyone in ("link_invalid", "link_expired", "link_used"), or None."""
+    async def _link(self, token: str) -> tuple[LinkClaims | None, str | None]:
+        """A link's claims, and why it cannot log anyone in ("link_invalid", "link_expired", "link_used") or None."""
         claims = read_token(await self.key(), token)
         if claims is None:
-            return "link_invalid"
+            return None, "link_invalid"
         if claims.expires <= self._clock():
-            return "link_expired"
+            return claims, "link_expired"
         async with self._sessions() as session:
             if await session.get(DashboardLogin, claims.nonce) is not None:
-                return "link_used"
-        return None
+                return claims, "link_used"
+        return claims, None
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         officer = request[OFFICER]

@@ -108,7 +108,7 @@ async def report_figures(
             completed=_change([f[module].completed if module in f else 0 for f in funnels]),
             stuck=funnels[2][module].stuck,
         )
-        for module in sorted(funnels[2], key=lambda m: _module_order(catalog, m))
+        for module in sorted(funnels[2], key=lambda m: module_order(catalog, m))
     ]
     _, waiting = await waiting_help(session, [area.code], limit=0)
     rule = community.rule_for(area.code if area.kind == AreaKind.COMMUNE else area.parent_code)
@@ -132,7 +132,8 @@ def _change(values: list[int]) -> Change:
     return Change(total - quarter_before, total - year_before, total)
 
 
-def _module_order(catalog: Catalog, module: str) -> tuple[int, int, str]:
+def module_order(catalog: Catalog, module: str) -> tuple[int, int, str]:
+    """Modules in the catalog's order, then the field-visit items that count under their own id."""
     spec = catalog.modules.get(module)
     return (0, spec.order, module) if spec else (1, 0, module)
 
