@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
+BENCH_STAMP = $(VENV)/.installed-bench
 
 .PHONY: run chat test lint bench
 
@@ -26,7 +27,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/match_accuracy.py
 	$(BIN)/python bench/telegram_webhook.py
 	$(BIN)/python bench/broadcast.py
+	$(BIN)/python bench/export_log.py

@@ -38,5 +38,5 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         async with sessions.begin() as session:  # a fresh database gets the content's areas
             await seed_areas(session, catalog.areas, utc_now())
         sender = OutboxSender(sessions, {}, quiet_hours=catalog.community.quiet_hours)
-        dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake)
+        dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake, base_url=settings.base_url)
         yield App(settings, catalog, engine, sessions, dispatcher, sender)

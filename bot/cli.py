@@ -15,9 +15,12 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import ConfigError, Settings
+from bot.progress import ProgressBar
+from bot.reports.periods import Quarter
 from content import read_content
 from flows.catalog import ContentInvalid, check_content
 from flows.community import AREA_COLUMNS, AreaKind
+from flows.types import EventKind
 from storage.clock import LOCAL_TZ, utc_now
 from storage.db import make_sessionmaker
 from storage.migrate import SchemaOutdated, open_database
@@ -70,9 +73,27 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--explain", action="store_true", help="also list the words each destination matched")
     match.set_defaults(func=_match)
 
-    export = commands.add_parser("export", help="export the participation log")
-    export.add_argument("--out", required=True, type=Path, help="file to write (.csv)")
+    export = commands.add_parser("export", help="export the participation log (CSV or XLSX), people pseudonymous")
+    export.add_argument("--out", required=True, type=Path, help="file to write: .csv (UTF-8 with BOM) or .xlsx")
+    export.add_argument("--from", dest="since", type=_day, help="first day, YYYY-MM-DD (Vietnam time)")
+    export.add_argument("--to", dest="until", type=_day, help="last day, YYYY-MM-DD (included)")
+    export.add_argument("--area", help="this area and the areas under it (default: everywhere)")
+    export.add_argument("--module", help="one module id (see content/modules)")
+    export.add_argument("--kind", choices=[kind.value for kind in EventKind], help="one event kind")
+    export.add_argument(
+        "--names", action="store_true", help="add the names people chose to give (recorded in the audit log)"
+    )
     export.set_defaults(func=_export)
+
+    report = commands.add_parser("report", help="the quarterly report: XLSX tables and a DOCX draft")
+    report.add_argument("--quarter", required=True, type=_quarter, help="e.g. 2026Q2")
+    report.add_argument("--area", help="a commune or province code (default: the only commune)")
+    report.add_argument("--out-dir", type=Path, default=Path("."), help="where to write the files (default: here)")
+    report.set_defaults(func=_report)
+
+    login = commands.add_parser("login", help="a one-time link to the dashboard for an officer (10 minutes)")
+    login.add_argument("person_id", type=int, help="the officer's person id (see `hocvuso roles list`)")
+    login.set_defaults(func=_login)
 
     areas = commands.add_parser("areas", help="the provinces, communes and villages residents choose from")
     area_actions = areas.add_subparsers(metavar="ACTION")
@@ -158,16 +179,127 @@ def _match(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date: write it as YYYY-MM-DD") from exc
+
+
+def _quarter(text: str) -> Quarter:
+    try:
+        return Quarter.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _export(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import open_app
-    from bot.export import export_csv
+    from bot.export import ExportFormat, LogFilter, count_rows, export_file
+    from flows.catalog import load_catalog
+    from storage.roles import audit
+
+    try:
+        export_format = ExportFormat(args.out.suffix.lower().lstrip("."))
+    except ValueError as exc:
+        raise Refused(f"{args.out}: the file must end in .csv or .xlsx") from exc
+    catalog = load_catalog(read_content(settings.content_dir))
+    if (
+        args.module
+        and args.module not in catalog.modules
+        and args.module not in {i.id for i in catalog.community.field_visit}
+    ):
+        raise Refused(f"no module '{args.module}': see content/modules")
+    area_codes = None if args.area is None else (args.area,)
+    filters = LogFilter(since=args.since, until=args.until, area_codes=area_codes, module=args.module, kind=args.kind)
 
     async def run() -> int:
-        async with open_app(settings) as app:
-            return await export_csv(app.sessions, app.catalog, args.out)
+        async with _database(settings) as sessions:
+            async with sessions.begin() as session:
+                if args.area is not None and await session.get(Area, args.area) is None:
+                    raise Refused(f"no area '{args.area}': see `hocvuso areas list`")
+                detail = {"format": export_format.value, "names": args.names, "filters": filters.describe()}
+                await audit(session, None, "log_exported", args.area, channel="cli", **detail)
+            bar = ProgressBar(await count_rows(sessions, filters), sys.stderr) if sys.stderr.isatty() else None
+            count = await export_file(sessions, catalog, args.out, filters, args.names, export_format, bar)
+            if bar is not None:
+                bar.close()
+            return count
 
     count = asyncio.run(run())
     print(f"{count} rows written to {args.out}")
+    return 0
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.reports.document import write_report_docx
+    from bot.reports.figures import authority_name, report_figures
+    from bot.reports.workbook import write_report_xlsx
+    from flows.catalog import load_catalog
+    from storage.areas import communes
+    from storage.roles import audit
+
+    catalog = load_catalog(read_content(settings.content_dir))
+    quarter: Quarter = args.quarter
+
+    async def run() -> tuple[Area, list[Path]]:
+        async with _database(settings) as sessions:
+            async with sessions() as session:
+                if args.area is None:
+                    found = await communes(session)
+                    if len(found) != 1:
+                        names = ", ".join(c.code for c in found) or "none"
+                        raise Refused(f"choose the commune with --area (communes: {names})")
+                    area = found[0]
+                else:
+                    area = await session.get(Area, args.area)
+                    if area is None:
+                        raise Refused(f"no area '{args.area}': see `hocvuso areas list`")
+                if area.kind == AreaKind.VILLAGE:
+                    raise Refused(f"'{area.code}' is a village: a report is for a commune or a province")
+                figures = await report_figures(session, catalog, area, quarter, utc_now())
+                authority = await authority_name(session, area)
+            async with sessions.begin() as session:
+                await audit(
+                    session, None, "report_created", area.code, channel="cli", quarter=str(quarter), format="xlsx+docx"
+                )
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        writers = {
+            "xlsx": lambda handle: write_report_xlsx(catalog, figures, handle),
+            "docx": lambda handle: write_report_docx(catalog, figures, authority, handle),
+        }
+        written = []
+        for suffix, write in writers.items():
+            out = args.out_dir / f"bao-cao-{area.code}-{quarter}.{suffix}"
+            partial = out.with_name(f".{out.name}.partial")
+            with partial.open("wb") as handle:
+                write(handle)
+            partial.replace(out)
+            written.append(out)
+        return area, written
+
+    area, written = asyncio.run(run())
+    print(
+        f"Report for {area.name} [{area.code}], {quarter} (figures {quarter.start:%d/%m/%Y} to {quarter.end:%d/%m/%Y}):"
+    )
+    for path in written:
+        print(f"    {path}")
+    return 0
+
+
+def _login(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.dashboard.links import issue_login_link
+
+    async def run() -> tuple[str, dt.datetime] | None:
+        async with _database(settings) as sessions, sessions.begin() as session:
+            return await issue_login_link(session, args.person_id, settings.base_url, utc_now(), None)
+
+    issued = asyncio.run(run())
+    if issued is None:
+        raise Refused(f"person {args.person_id} is not an officer: see `hocvuso roles list`")
+    url, expires = issued
+    print(f"Dashboard login link for person {args.person_id}, one use, until {_local(expires)} (Vietnam time):")
+    print(f"\n    {url}\n")
+    print("Open it in the officer's browser. Whoever opens it first is logged in as that officer.")
     return 0
 
 

@@ -36,6 +36,11 @@ class Settings:
     telegram_webhook_secret: str = ""
     telegram_limits: RateLimits = TELEGRAM_LIMITS
 
+    @property
+    def base_url(self) -> str:
+        """Where people reach the bot's web pages: ``HOCVUSO_PUBLIC_URL``, else this server's address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         data_dir = Path(environ.get("HOCVUSO_DATA_DIR", "data"))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from bot.community import consent, host
-from bot.community.turn import Turn
+from bot.community.turn import DEFAULT_BASE_URL, Turn
 from flows.catalog import Catalog
 from flows.engine import advance
 from flows.types import ConversationState, Inbound
@@ -52,11 +52,13 @@ class Dispatcher:
         sessions: async_sessionmaker[AsyncSession],
         on_commit: Callable[[], None] = lambda: None,
         clock: Clock = utc_now,
+        base_url: str = DEFAULT_BASE_URL,
     ) -> None:
         self.catalog = catalog
         self._sessions = sessions
         self._on_commit = on_commit
         self._clock = clock
+        self._base_url = base_url  # where the bot's web pages are reached (login links point there)
         self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._effects: set[asyncio.Task[None]] = set()
@@ -177,7 +179,17 @@ class Dispatcher:
         person = people.get(account)
         conversation = conversations.get(person.id) if person else None
         state = ConversationState.from_dict(conversation.state if conversation else None)
-        turn = Turn(session, self.catalog, envelope.channel, envelope.sender_id, person, state, envelope.inbound, now)
+        turn = Turn(
+            session,
+            self.catalog,
+            envelope.channel,
+            envelope.sender_id,
+            person,
+            state,
+            envelope.inbound,
+            now,
+            base_url=self._base_url,
+        )
         if person is None:
             await consent.gate(turn)
         elif not await host.take(turn):

@@ -6,11 +6,14 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from bot.reports.numbers import day, number, percent
+
 _pages = Environment(
     loader=PackageLoader("bot", "templates"),
     autoescape=select_autoescape(default=True),
     undefined=StrictUndefined,
 )
+_pages.filters.update(number=number, percent=percent, day=day)
 
 
 def render(template: str, **values: Any) -> str:

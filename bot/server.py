@@ -1,4 +1,4 @@
-"""`hocvuso run`: one aiohttp server for the Telegram webhook, the web chat and /healthz."""
+"""`hocvuso run`: one aiohttp server for the Telegram webhook, the web chat, the officers' dashboard and /healthz."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.broadcasts.scheduler import BroadcastScheduler
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport, make_bot
 from bot.channels.web import WebChat, WebTransport
 from bot.config import Settings
+from bot.dashboard.views import Dashboard
 from storage.repo import app_secret
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,12 @@ def create_web_app(app: App, web_chat: WebChat, telegram: TelegramChannel | None
     async def home(_request: web.Request) -> web.Response:
         raise web.HTTPFound("/chat")
 
-    server.add_routes([web.get("/", home), web.get("/healthz", healthz), *web_chat.routes()])
+    async def dashboard(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/dashboard/")
+
+    server.add_routes([web.get("/", home), web.get("/healthz", healthz), web.get("/dashboard", dashboard)])
+    server.add_routes(web_chat.routes())
+    server.add_subapp("/dashboard/", Dashboard(app.catalog, app.sessions, app.settings.public_url).application())
     if telegram is not None:
         server.add_routes([web.post(WEBHOOK_PATH, telegram.webhook)])
     return server
@@ -81,6 +87,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 await bot.delete_webhook()
                 tasks.append(asyncio.create_task(telegram.poll()))
         print(f"hocvuso is running: http://{settings.host}:{settings.port}/chat", flush=True)
+        print(
+            f"Dashboard: {settings.base_url}/dashboard/ (a login link: /dangnhap in chat, or hocvuso login)", flush=True
+        )
         if telegram is not None:
             mode = "webhook " + settings.public_url + WEBHOOK_PATH if settings.public_url else "long polling"
             print(f"Telegram: {mode}", flush=True)

@@ -16,6 +16,7 @@ from flows.model import MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpe
 from flows.normalize import Normalizer
 from flows.router import OUT_OF_SCOPE, Router
 from flows.scam_check import ScamSignals
+from flows.types import EventKind
 from flows.yaml_lines import LineMap, load_with_lines
 
 MESSAGES_FILE = "messages.yaml"
@@ -37,6 +38,7 @@ HOST_ACTION_KEYS = (
     "visit",
     "mine",
     "invite",
+    "login",
     "broadcast",
     "broadcast_status",
     "stuck_list",
@@ -141,6 +143,79 @@ COMMUNITY_TEXT_KEYS = (
     "stuck_list",
     "stuck_none",
     "reminder_nudge",
+    "login_link",
+    "login_officer_only",
+)
+# Sentences of the quarterly report's DOCX and XLSX.
+REPORT_TEXT_KEYS = (
+    "report_period",
+    "report_authority",
+    "report_place_date",
+    "report_title",
+    "report_basis",
+    "report_source",
+    "report_source_short",
+    "report_people",
+    "report_adults",
+    "report_households",
+    "report_volunteers",
+    "report_hint_below_target",
+    "report_hint_help",
+    "report_hint_stuck",
+    "report_recipients",
+)
+REPORT_LABELS = (
+    "sheet_summary",
+    "sheet_areas",
+    "sheet_modules",
+    "summary_area",
+    "summary_period",
+    "summary_from",
+    "summary_until",
+    "summary_source",
+    "total",
+    "col_village",
+    "col_commune",
+    "col_people_quarter",
+    "col_people_year",
+    "col_people_total",
+    "col_adults_quarter",
+    "col_adults_year",
+    "col_adults_total",
+    "col_adults_official",
+    "col_adults_percent",
+    "col_adults_target",
+    "col_households_gds",
+    "col_households_official",
+    "col_households_percent",
+    "col_households_target",
+    "col_households_registered",
+    "col_module",
+    "col_started_quarter",
+    "col_completed_quarter",
+    "col_started_year",
+    "col_completed_year",
+    "col_started_total",
+    "col_completed_total",
+    "col_stuck",
+    "nation",
+    "motto",
+    "unit",
+    "number",
+    "kind",
+    "section_results",
+    "parts_village",
+    "parts_commune",
+    "modules_heading",
+    "section_difficulties",
+    "difficulties",
+    "causes",
+    "section_proposals",
+    "hints",
+    "fill_in",
+    "recipients_title",
+    "signer",
+    "signature_hint",
 )
 COMMUNITY_LABELS = (
     "consent.yes",
@@ -218,13 +293,18 @@ TEXT_KEYS = (
     "scam_none",
     "scam_footer",
     *COMMUNITY_TEXT_KEYS,
+    *REPORT_TEXT_KEYS,
 )
 
-# Column headers of the participation-log export, in order.
-EXPORT_COLUMNS = ("at", "person", "channel", "module", "module_version", "kind", "step", "assisted_by")
+# Column headers of the participation-log export, in order; the names people gave only when asked for.
+EXPORT_COLUMNS = ("at", "person", "channel", "module", "module_version", "kind", "step", "assisted_by", "area")
+EXPORT_NAME_COLUMNS = ("name", "assisted_by_name")
+EXPORT_LABELS = ("sheet", "legend_sheet", "legend_meaning")
 WEB_LABELS = ("title", "subtitle", "placeholder", "send", "offline")
 LABEL_KEYS = (
-    *(f"export.{column}" for column in EXPORT_COLUMNS),
+    *(f"export.{key}" for key in (*EXPORT_COLUMNS, *EXPORT_NAME_COLUMNS, *EXPORT_LABELS)),
+    *(f"kind.{kind.value}" for kind in EventKind),
+    *(f"report.{key}" for key in REPORT_LABELS),
     *(f"web.{key}" for key in WEB_LABELS),
     *COMMUNITY_LABELS,
 )

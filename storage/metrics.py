@@ -58,17 +58,24 @@ from storage.models import Area, Household, ParticipationEvent, Person, RoleGran
 
 __all__ = [
     "AreaMetrics",
+    "Funnel",
     "Mentee",
+    "ProgressPoint",
     "TargetProgress",
     "area_metrics",
     "counting",
     "household_statuses",
     "mentees",
     "mentor_counts",
+    "module_funnels",
+    "progress_over_time",
+    "under",
 ]
 
 COMPLETED = EventKind.COMPLETED.value
 RETRACTED = EventKind.RETRACTED.value
+STARTED = EventKind.STARTED.value
+STUCK = EventKind.STUCK.value
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,25 @@ class Mentee:
     modules: tuple[str, ...]  # net-completed, sorted
 
 
+@dataclass(frozen=True)
+class Funnel:
+    """One module in some areas: subjects who started it, got stuck in it, completed it (see :func:`module_funnels`)."""
+
+    module: str
+    started: int
+    stuck: int
+    completed: int
+
+
+@dataclass(frozen=True)
+class ProgressPoint:
+    """An area's cumulative figures at one moment (see :func:`progress_over_time`)."""
+
+    at: dt.datetime
+    people_reached: int
+    adults_completed: int
+
+
 # --- SQL building blocks ---------------------------------------------------------------------
 
 
@@ -124,8 +150,9 @@ def _within(place: ColumnElement[Any], roots: Sequence[str] | None) -> list[Colu
     return [place.in_(under.where(or_(*(level.in_(roots) for level in levels))))]
 
 
-def counting(event: type[ParticipationEvent], until: dt.datetime | None) -> list[ColumnElement[bool]]:
-    """Conditions for events that count: not a retraction, not retracted, not after ``until``.
+def counting(event: type[ParticipationEvent], until: dt.datetime | None = None) -> list[ColumnElement[bool]]:
+    """Conditions for events (of ``event``, possibly an alias) that count: not a retraction, not retracted,
+    not after ``until``.
 
     ``NOT IN`` an uncorrelated list: one pass over the retractions per query on either database (a
     correlated ``NOT EXISTS`` would scan the log once per row on SQLite, which has no index on corrects_id).
@@ -168,15 +195,22 @@ def _first_completions(
 
 
 def _set_completers(firsts: Subquery, size: int) -> Subquery:
-    """Subjects with a first completion of all ``size`` modules of ``firsts``, at the place of the last one."""
+    """Subjects with a first completion of all ``size`` modules of ``firsts``, at the place and time of the last one."""
     count = func.count().over(partition_by=firsts.c.subject).label("done")
     last = func.row_number().over(partition_by=firsts.c.subject, order_by=(firsts.c.at.desc(), firsts.c.id.desc()))
-    ranked = select(firsts.c.subject, firsts.c.area_code, count, last.label("last")).subquery("ranked_sets")
+    ranked = select(firsts.c.subject, firsts.c.area_code, firsts.c.at, count, last.label("last")).subquery(
+        "ranked_sets"
+    )
     return (
-        select(ranked.c.subject, ranked.c.area_code)
+        select(ranked.c.subject, ranked.c.area_code, ranked.c.at)
         .where(ranked.c.done == size, ranked.c.last == 1)
         .subquery("completers")
     )
+
+
+def under(place: ColumnElement[Any], area_codes: Collection[str] | None) -> list[ColumnElement[bool]]:
+    """Conditions for other queries over the log: ``place`` is one of ``area_codes`` or under one (None: anywhere)."""
+    return _within(place, _roots(area_codes))
 
 
 async def _pairs(session: AsyncSession, query: Select[Any]) -> dict[Any, int]:
@@ -445,3 +479,79 @@ async def mentor_counts(session: AsyncSession, area_codes: Collection[str] | Non
         .outerjoin(mentee, mentee.mentor_id == mentors.c.person_id)
         .group_by(mentors.c.person_id),
     )
+
+
+async def module_funnels(
+    session: AsyncSession, area_codes: Collection[str] | None = None, until: dt.datetime | None = None
+) -> list[Funnel]:
+    """Per module, in these areas and every area under them (all areas when None), ordered by module id:
+
+    - ``started``: subjects with a counting ``started`` or ``completed`` event of the module there (a completion
+      a volunteer recorded in person started nothing in chat, yet the person did the module);
+    - ``stuck``: subjects with a counting ``stuck`` event of the module there;
+    - ``completed``: subjects whose first completion of the module happened there, as in
+      ``AreaMetrics.completions``; never more than ``started``, since that first completion happened there.
+    """
+    roots = _roots(area_codes)
+    e = ParticipationEvent
+    started = func.count(distinct(case((e.kind.in_([STARTED, COMPLETED]), e.subject))))
+    stuck = func.count(distinct(case((e.kind == STUCK, e.subject))))
+    rows = await session.execute(
+        select(e.module, started, stuck)
+        .where(
+            e.subject.is_not(None),
+            e.kind.in_([STARTED, COMPLETED, STUCK]),
+            *counting(e, until),
+            *_within(e.area_code, roots),
+        )
+        .group_by(e.module)
+    )
+    firsts = _first_completions(roots, until)
+    completed = await _pairs(
+        session,
+        select(firsts.c.module, func.count()).where(*_within(firsts.c.area_code, roots)).group_by(firsts.c.module),
+    )
+    funnels = [Funnel(module, began, stopped, completed.get(module, 0)) for module, began, stopped in rows]
+    return sorted((f for f in funnels if f.started), key=lambda f: f.module)
+
+
+async def progress_over_time(
+    session: AsyncSession, community: CommunitySpec, area_code: str, moments: Sequence[dt.datetime]
+) -> list[ProgressPoint]:
+    """An area's ``people_reached`` and ``adults_completed`` (its whole subtree) at each of ``moments``.
+
+    A point counts what happened up to its moment, judged with the retractions recorded until now: at
+    the present it equals :func:`area_metrics`; an earlier point leaves out completions that a volunteer
+    undid later (``area_metrics(until=...)`` still counts them). Two queries plus one per household rule.
+    """
+    if not moments:
+        return []
+    roots = [area_code]
+    e = ParticipationEvent
+
+    def reached_by(column: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+        return [func.coalesce(func.sum(case((column <= moment, 1), else_=0)), 0) for moment in moments]
+
+    first_seen = (
+        select(e.subject, func.min(e.at).label("at"))
+        .where(e.subject.is_not(None), *counting(e, None), *_within(e.area_code, roots))
+        .group_by(e.subject)
+        .subquery("first_seen")
+    )
+    reached = (await session.execute(select(*reached_by(first_seen.c.at)))).one()
+
+    places: defaultdict[tuple[str, ...], list[str]] = defaultdict(list)  # required modules -> areas using them
+    for code, kind, parent in await session.execute(
+        select(Area.code, Area.kind, Area.parent_code).where(*_within(Area.code, roots))
+    ):
+        if kind in (AreaKind.COMMUNE, AreaKind.VILLAGE):
+            commune = code if kind == AreaKind.COMMUNE else parent
+            places[tuple(sorted(set(community.rule_for(commune).required_modules)))].append(code)
+    adults = [0] * len(moments)
+    for required, codes in sorted(places.items()):
+        completers = _set_completers(_first_completions(roots, None, required), len(required))
+        counts = (
+            await session.execute(select(*reached_by(completers.c.at)).where(completers.c.area_code.in_(codes)))
+        ).one()
+        adults = [total + count for total, count in zip(adults, counts, strict=True)]
+    return [ProgressPoint(moment, people, done) for moment, people, done in zip(moments, reached, adults, strict=True)]

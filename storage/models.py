@@ -312,6 +312,22 @@ class ReminderSent(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class DashboardLogin(Base):
+    """A used login link and the dashboard session it opened: the link's nonce is the session's id.
+
+    Links are signed, not stored: a row here is what makes a link work once. A session ends at
+    ``expires_at``, or earlier when the officer logs out (``ended_at``).
+    """
+
+    __tablename__ = "dashboard_logins"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class AppSecret(Base):
     """Secrets generated on first use and kept stable (e.g. the pseudonym key)."""
 

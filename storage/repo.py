@@ -137,11 +137,17 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
 async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> str:
     """An installation secret (hex), created on first use and then kept."""
     async with sessions.begin() as session:
-        secret = await session.get(AppSecret, name)
-        if secret is None:
-            secret = AppSecret(name=name, value=secrets.token_hex(32))
-            session.add(secret)
-        return secret.value
+        return await app_secret_in(session, name)
+
+
+async def app_secret_in(session: AsyncSession, name: str) -> str:
+    """:func:`app_secret` in the caller's transaction (e.g. during a dispatcher turn)."""
+    secret = await session.get(AppSecret, name)
+    if secret is None:
+        secret = AppSecret(name=name, value=secrets.token_hex(32))
+        session.add(secret)
+        await session.flush()
+    return secret.value
 
 
 async def set_reachable(

@@ -101,6 +101,7 @@ ACTIONS: dict[str, Callable[[Turn], Awaitable[None]]] = {
     "visit": visits.open_visit,
     "mine": volunteers.open_mine,
     "invite": volunteers.open_invite,
+    "login": volunteers.open_login,
     "broadcast": broadcasting.open_broadcast,
     "broadcast_status": broadcasting.open_status,
     "stuck_list": broadcasting.open_stuck,

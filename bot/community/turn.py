@@ -24,6 +24,7 @@ from flows.types import Button, ConversationState, Inbound, InboundKind, Mode, R
 from storage.models import Person
 
 OPTION_PREFIX = "x:"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # Settings' default host and port
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Turn:
     # Run once this turn's transaction is committed (e.g. scheduling a confirmed broadcast); lost on a crash
     # in between, so whatever they do must also be redone by a periodic check.
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    base_url: str = DEFAULT_BASE_URL  # where the bot's web pages are reached (for login links)
 
     def say(self, key: str, **values: Any) -> str:
         return self.catalog.say(key, **values)

@@ -1,4 +1,5 @@
-"""Volunteers' and officers' tools in chat: their commands, ``/cuatoi`` and ``/moi`` (invite codes)."""
+"""Volunteers' and officers' tools in chat: their commands, ``/cuatoi``, ``/moi`` (invite codes) and
+``/dangnhap`` (a login link to the dashboard)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from sqlalchemy import select
 
 from bot.community.turn import Option, Picked, Turn, ask, menu_option, show_menu
+from bot.dashboard.links import issue_login_link
 from flows.community import AreaKind
 from storage.clock import LOCAL_TZ
 from storage.codes import new_code
@@ -113,6 +115,17 @@ async def on_invite_area(turn: Turn, answer: Picked) -> None:
         expires=expires.strftime("%H:%M %d/%m/%Y"),
     )
     show_menu(turn, text)
+
+
+async def open_login(turn: Turn) -> None:
+    """``/dangnhap``: an officer gets a one-time link to the dashboard."""
+    assert turn.person is not None
+    issued = await issue_login_link(turn.session, turn.person.id, turn.base_url, turn.now, turn.person.id)
+    if issued is None:
+        show_menu(turn, turn.say("login_officer_only"))
+        return
+    url, expires = issued
+    show_menu(turn, turn.say("login_link", url=url, expires=expires.astimezone(LOCAL_TZ).strftime("%H:%M %d/%m/%Y")))
 
 
 async def _free_mentor_code(turn: Turn) -> str:

@@ -1,0 +1,1 @@
+"""The officers' dashboard: login links and sessions, the overview, exports and reports over HTTP."""
