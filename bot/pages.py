@@ -1,4 +1,4 @@
-"""Server-rendered pages: Jinja2 templates shipped in bot/templates, autoescaped."""
+"""Server-rendered pages: Jinja2 templates in content/pages (their wording is content, like the bot's), autoescaped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from bot.reports.numbers import day, number, percent
 
 _pages = Environment(
-    loader=PackageLoader("bot", "templates"),
+    loader=PackageLoader("content", "pages"),
     autoescape=select_autoescape(default=True),
     undefined=StrictUndefined,
 )

@@ -21,13 +21,20 @@ from flows.broadcast_template import CompiledTemplate, compile_template
 from flows.catalog import Catalog
 from flows.screen import unfinished_module
 from flows.types import Button, ConversationState, Reply
-from storage.audience import Audience, Recipient, by_channel, recipients
+from storage.audience import Audience, HouseholdFilter, Recipient, Who, by_channel, recipients
 from storage.clock import LOCAL_TZ
+from storage.metrics import under
 from storage.models import Area, Broadcast, BroadcastRun, BroadcastStatus, OutboxMessage, OutboxStatus, Priority
 from storage.repo import Outgoing, enqueue
 from storage.roles import audit, scope
 
 log = logging.getLogger(__name__)
+
+# The audiences offered in chat and on the dashboard (labels "broadcast.who_<key>" in messages.yaml).
+WHO_ALL, WHO_NOT_COMPLETED, WHO_COMPLETED, WHO_NOT_GDS, WHO_NEW = "all", "not_completed", "completed", "not_gds", "new"
+WHO_CHOICES = (WHO_ALL, WHO_NOT_COMPLETED, WHO_COMPLETED, WHO_NOT_GDS, WHO_NEW)
+WHO_NEEDS_MODULE = (WHO_NOT_COMPLETED, WHO_COMPLETED)
+NEW_DAYS = 7
 
 # What each channel accepts in one message (Telegram's documented 4096; Zalo's 2000, see research).
 TEXT_LIMITS = {"telegram": 4096, "web": 5000, "console": 5000, "zalo_oa": 2000, "zalo_bot": 2000}
@@ -50,6 +57,18 @@ class Stats:
     recipients: int
     by_status: dict[str, int]  # outbox status -> messages
     failures: list[tuple[str, int]]  # last_error -> messages, most frequent first
+
+
+def audience_for(area: str, who: str, module: str | None, now: dt.datetime) -> Audience:
+    """The residents of ``area`` a choice of :data:`WHO_CHOICES` means (``module`` for the module choices)."""
+    return Audience(
+        areas=(area,),
+        roles=(Who.RESIDENT,),
+        completed=module if who == WHO_COMPLETED else None,
+        not_completed=module if who == WHO_NOT_COMPLETED else None,
+        household=HouseholdFilter.NOT_GIA_DINH_SO if who == WHO_NOT_GDS else None,
+        joined_since=now - dt.timedelta(days=NEW_DAYS) if who == WHO_NEW else None,
+    )
 
 
 def text_values(catalog: Catalog, areas: dict[str, Area], recipient: Recipient) -> dict[str, str]:
@@ -322,3 +341,14 @@ async def stats(session: AsyncSession, broadcast_id: int) -> Stats | None:
         )
     ).one()
     return Stats(broadcast, int(totals[0]), int(totals[1]), by_status, failures)
+
+
+async def recent_stats(session: AsyncSession, area_codes: Sequence[str], limit: int = 10) -> list[Stats]:
+    """The latest confirmed broadcasts to these areas or areas under them, newest first, with their counts."""
+    found = await session.scalars(
+        select(Broadcast.id)
+        .where(Broadcast.status != BroadcastStatus.DRAFT, *under(Broadcast.area_code, area_codes))
+        .order_by(Broadcast.id.desc())
+        .limit(limit)
+    )
+    return [counted for broadcast_id in list(found) if (counted := await stats(session, broadcast_id)) is not None]

@@ -21,15 +21,14 @@ from bot.community.turn import Option, Picked, Turn, ask, free_text_problem, men
 from bot.community.volunteers import volunteer_scope
 from flows.broadcast_template import TemplateRefused, compile_template
 from flows.community import AreaKind
-from storage.audience import Audience, HouseholdFilter, Who
+from storage.audience import Audience
 from storage.clock import LOCAL_TZ
 from storage.models import Area, Broadcast, BroadcastStatus
 from storage.roles import scope
 
-ALL, NOT_COMPLETED, COMPLETED, NOT_GDS, NEW = "all", "not_completed", "completed", "not_gds", "new"
+ALL, NOT_COMPLETED, COMPLETED, NOT_GDS, NEW = service.WHO_CHOICES
 NOW, MORNING, AT, YEARLY = "now", "morning", "at", "yearly"
 SEND, REWRITE, CANCEL, PAUSE, RESUME, REFRESH = "send", "rewrite", "cancel", "pause", "resume", "refresh"
-NEW_DAYS = 7
 MORNING_HOUR = 8
 STATUS_SHOWN = 3
 STUCK_SHOWN = 15
@@ -92,16 +91,8 @@ async def on_module(turn: Turn, answer: Picked) -> None:
 
 def _audience(turn: Turn, choice: dict[str, Any]) -> dict[str, Any]:
     """The audience a chat choice means, as stored in the dialog and the broadcast."""
-    who, module = choice.get("who"), choice.get("module")
-    audience = Audience(
-        areas=(str(choice["area"]),),
-        roles=(Who.RESIDENT,),
-        completed=module if who == COMPLETED else None,
-        not_completed=module if who == NOT_COMPLETED else None,
-        household=HouseholdFilter.NOT_GIA_DINH_SO if who == NOT_GDS else None,
-        joined_since=turn.now - dt.timedelta(days=NEW_DAYS) if who == NEW else None,
-    )
-    return audience.to_dict()
+    module = choice.get("module")
+    return service.audience_for(str(choice["area"]), str(choice["who"]), module, turn.now).to_dict()
 
 
 def _ask_text(turn: Turn, audience: dict[str, Any], key: str = "broadcast_ask_text", **values: Any) -> None:

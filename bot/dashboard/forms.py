@@ -7,12 +7,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.broadcasts import service
 from bot.dashboard.auth import Officer
 from bot.export import ExportFormat, LogFilter
 from bot.reports.figures import module_title
 from bot.reports.periods import Quarter
+from flows.broadcast_template import check_template
 from flows.catalog import Catalog
 from flows.types import EventKind
+from storage.audience import Audience
+from storage.clock import LOCAL_TZ
 
 _DAY_FIRST = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")  # 14/06/2026, as old browsers let people type
 QUARTERS_OFFERED = 6
@@ -31,6 +35,16 @@ class ReportRequest:
     quarter: Quarter
     area_code: str
     document: str  # "xlsx" or "docx"
+
+
+@dataclass(frozen=True)
+class BroadcastRequest:
+    area_code: str
+    audience: Audience
+    template: str
+    send_at: dt.datetime | None  # UTC; None: now
+    every_year: str | None  # "MM-DD HH:MM", local time
+    moved: bool  # the time asked for fell in quiet hours and was moved to their end
 
 
 @dataclass
@@ -118,3 +132,53 @@ def read_report(form: Mapping[str, str], officer: Officer) -> ReportRequest | Pr
     if document not in ("xlsx", "docx"):
         problems.add("document")
     return problems if problems.keys else ReportRequest(quarter, area, document)
+
+
+_TIME = re.compile(r"^\s*(\d{1,2})[:h.](\d{2})\s*$")
+
+
+def read_broadcast(
+    form: Mapping[str, str], officer: Officer, catalog: Catalog, now: dt.datetime
+) -> BroadcastRequest | Problems:
+    """A broadcast as the dashboard's form asks for it; the template checked as in chat."""
+    problems = Problems()
+    area = form.get("area", "") or officer.roots[0]
+    if not officer.may_see(area):
+        problems.add("area")
+    who = form.get("who", service.WHO_ALL)
+    module = form.get("module", "") or None
+    if who not in service.WHO_CHOICES:
+        problems.add("who")
+    elif who in service.WHO_NEEDS_MODULE and module not in catalog.modules:
+        problems.add("module")
+    template = form.get("text", "").replace("\r\n", "\n").strip()
+    refused = check_template(template)
+    if refused is not None:
+        problems.add(refused.key)
+    when, send_at, every_year, moved = form.get("when", "now"), None, None, False
+    if when in ("at", "yearly"):
+        try:
+            day = parse_day(form.get("day", ""))
+        except ValueError:
+            day = None
+        hour = _TIME.match(form.get("time", ""))
+        if day is None or hour is None or not (0 <= int(hour[1]) < 24):
+            problems.add("moment")
+        else:
+            local = dt.datetime(day.year, day.month, day.day, int(hour[1]), int(hour[2]), tzinfo=LOCAL_TZ)
+            quiet = catalog.community.quiet_hours
+            if when == "yearly":
+                if quiet.contains(local.time().replace(tzinfo=None)):
+                    problems.add("quiet_yearly")
+                every_year = f"{local:%m-%d %H:%M}"
+            elif local <= now.astimezone(LOCAL_TZ):
+                problems.add("past")
+            else:
+                allowed = quiet.next_allowed(local)
+                moved, send_at = allowed != local, allowed.astimezone(dt.UTC)
+    elif when != "now":
+        problems.add("moment")
+    if problems.keys:
+        return problems
+    audience = service.audience_for(area, who, module, now)
+    return BroadcastRequest(area, audience, template, send_at, every_year, moved)

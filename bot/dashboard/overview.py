@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts.service import Stats, recent_stats
 from bot.dashboard.chart import Chart, line_chart
 from bot.export import pseudonym
 from bot.reports.figures import module_order, module_title
@@ -46,6 +47,7 @@ class Overview:
     volunteers: list[VolunteerWork]
     mentor_goal: int
     deliveries: list[Deliveries]
+    broadcasts: list[Stats]
     statuses: tuple[str, ...]
     help_recent: list[dict[str, Any]]
     help_per_area: list[tuple[str, int]]  # (area name, waiting)
@@ -89,6 +91,7 @@ async def overview(session: AsyncSession, catalog: Catalog, area: Area, key: byt
         volunteers=await volunteers_at_work(session, [area.code]),
         mentor_goal=community.mentor_goal,
         deliveries=_pivot(await delivery_counts(session, [area.code])),
+        broadcasts=await recent_stats(session, [area.code]),
         statuses=tuple(OutboxStatus),
         help_recent=[_help_row(catalog, request, names, key) for request in recent],
         help_per_area=sorted(((names.get(c or "", c or ""), n) for c, n in per_area.items()), key=lambda x: -x[1]),

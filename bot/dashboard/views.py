@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.broadcasts import scheduler as broadcast_scheduler
+from bot.broadcasts import service as broadcast_service
 from bot.dashboard.auth import (
     COOKIE_PATH,
     LOGIN_COOKIE,
@@ -29,11 +31,13 @@ from bot.dashboard.auth import (
     set_cookie,
 )
 from bot.dashboard.forms import (
+    BroadcastRequest,
     ExportRequest,
     ReportRequest,
     kind_choices,
     module_choices,
     quarter_choices,
+    read_broadcast,
     read_export,
     read_report,
 )
@@ -57,7 +61,7 @@ from flows.community import AreaKind
 from storage.areas import area_tree
 from storage.clock import LOCAL_TZ, Clock, utc_now
 from storage.logins import claim_login, end_login
-from storage.models import Area, DashboardLogin, Role
+from storage.models import Area, Broadcast, BroadcastStatus, DashboardLogin, Role
 from storage.roles import audit, scope
 
 OFFICER = web.RequestKey("officer", Officer)
@@ -109,6 +113,9 @@ class Dashboard:
                 web.post("/export", self.export, name="export_post"),
                 web.get("/report", self.report_page, name="report"),
                 web.post("/report", self.report, name="report_post"),
+                web.get("/broadcast", self.broadcast_page, name="broadcast"),
+                web.post("/broadcast", self.broadcast_preview, name="broadcast_post"),
+                web.post("/broadcast/confirm", self.broadcast_confirm, name="broadcast_confirm"),
                 web.get("/static/dashboard.css", self.stylesheet, name="stylesheet"),
             ]
         )
@@ -305,6 +312,84 @@ class Dashboard:
             content_type=CONTENT_TYPES[asked.document],
             headers=_attachment(f"bao-cao-{area.code}-{asked.quarter}.{asked.document}"),
         )
+
+    async def broadcast_page(
+        self, request: web.Request, problems: list[str] | None = None, form: dict[str, str] | None = None
+    ) -> web.StreamResponse:
+        officer = request[OFFICER]
+        async with self._sessions() as session:
+            places = [p for p in await self._places(session, officer) if p["kind"] != AreaKind.PROVINCE]
+        return self._render(
+            request,
+            "dashboard/broadcast.html",
+            status=400 if problems else 200,
+            places=places,
+            who=[(key, self._catalog.label(f"broadcast.who_{key}")) for key in broadcast_service.WHO_CHOICES],
+            modules=[(m.id, m.title) for m in self._catalog.modules.values()],
+            form=form if form is not None else dict(request.query),
+            problems=problems or [],
+            preview=None,
+        )
+
+    async def broadcast_preview(self, request: web.Request) -> web.StreamResponse:
+        """The text as the first recipient reads it and the count per channel; the draft is stored, not sent."""
+        officer = request[OFFICER]
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        now = self._clock()
+        asked = read_broadcast(form, officer, self._catalog, now)
+        if not isinstance(asked, BroadcastRequest):
+            return await self.broadcast_page(request, asked.keys, form)
+        draft = None
+        async with self._sessions.begin() as session:
+            seen = await broadcast_service.preview(session, self._catalog, asked.audience, asked.template)
+            if seen.total and not seen.too_long:
+                draft = await broadcast_service.create_draft(
+                    session, officer.person_id, asked.audience, asked.template, now, asked.send_at, asked.every_year
+                )
+        if draft is None:  # (one connection on SQLite: the form is shown once the transaction is over)
+            return await self.broadcast_page(request, ["too_long" if seen.too_long else "nobody"], form)
+        async with self._sessions() as session:
+            places = [p for p in await self._places(session, officer) if p["kind"] != AreaKind.PROVINCE]
+        return self._render(
+            request,
+            "dashboard/broadcast.html",
+            places=places,
+            who=[],
+            modules=[],
+            form=form,
+            problems=[],
+            preview={
+                "broadcast": draft.id,
+                "sample": seen.sample,
+                "total": seen.total,
+                "by_channel": seen.by_channel,
+                "send_at": asked.send_at.astimezone(LOCAL_TZ) if asked.send_at else None,
+                "every_year": asked.every_year,
+                "moved": asked.moved,
+            },
+        )
+
+    async def broadcast_confirm(self, request: web.Request) -> web.StreamResponse:
+        officer = request[OFFICER]
+        form = await request.post()
+        try:
+            broadcast_id = int(str(form.get("broadcast", "")))
+        except ValueError:
+            return _message("forbidden", 403)
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            draft = await session.get(Broadcast, broadcast_id)
+            if draft is None or draft.author_id != officer.person_id or not officer.may_see(draft.area_code):
+                return _message("forbidden", 403)
+            if form.get("action") != "send":
+                if draft.status == BroadcastStatus.DRAFT:
+                    await session.delete(draft)
+                return web.Response(status=303, headers={"Location": f"/dashboard/broadcast?area={draft.area_code}"})
+            confirmed = await broadcast_service.confirm(session, broadcast_id, now)
+        running = broadcast_scheduler.current()
+        if confirmed and running is not None:  # else the leader's next tick schedules it
+            await running.schedule(broadcast_id)
+        return _message("broadcast_sent" if confirmed else "broadcast_already", 200)
 
     async def stylesheet(self, _request: web.Request) -> web.StreamResponse:
         css = files("bot").joinpath("static", "dashboard.css").read_text(encoding="utf-8")
