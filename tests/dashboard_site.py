@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bot.app import App
+from bot.app import App, open_app
+from bot.channels.web import WebChat, WebTransport
+from bot.config import Settings
 from bot.dashboard.links import issue_login_link
+from bot.server import create_web_app
+from content import CONTENT_DIR
 from flows.community import AreaKind, AreaSpec
 from storage.areas import upsert_areas
+from storage.clock import utc_now
 from storage.models import AuditEntry, ParticipationEvent, Person, Role
 from storage.repo import new_subject
 from storage.roles import grant
@@ -31,6 +39,18 @@ def csrf_in(html: str) -> str:
     found = _CSRF.search(html)
     assert found, "no form with a CSRF token on the page"
     return found.group(1)
+
+
+@asynccontextmanager
+async def open_site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
+    """The bot's web app on a fresh database, with commune B beside the demo commune."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
+    async with open_app(settings) as app:
+        web_app = create_web_app(app, WebChat(app.catalog, app.dispatcher, app.sessions, WebTransport()))
+        async with TestClient(TestServer(web_app)) as client:
+            site = Site(app, client, utc_now())
+            await site.add_commune_b()
+            yield site
 
 
 @dataclass

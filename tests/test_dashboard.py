@@ -17,33 +17,22 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bot.app import open_app
-from bot.channels.web import WebChat, WebTransport
-from bot.config import Settings
 from bot.dashboard.links import issue_login_link
 from bot.dashboard.views import Dashboard
 from bot.export import pseudonym, pseudonym_key
 from bot.reports.periods import Quarter
-from bot.server import create_web_app
-from content import CONTENT_DIR
-from storage.clock import utc_now
 from storage.metrics import area_metrics
 from storage.models import DashboardLogin, Person
 from storage.roles import active_grants, revoke
-from tests.dashboard_site import Site, csrf_in
+from tests.dashboard_site import Site, csrf_in, open_site
 
 FORMULA = '=HYPERLINK("http://attacker.example","bấm vào đây")'
 
 
 @pytest.fixture
 async def site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
-    async with open_app(settings) as app:
-        web_app = create_web_app(app, WebChat(app.catalog, app.dispatcher, app.sessions, WebTransport()))
-        async with TestClient(TestServer(web_app)) as client:
-            site = Site(app, client, utc_now())
-            await site.add_commune_b()
-            yield site
+    async with open_site(db_url, tmp_path) as opened:
+        yield opened
 
 
 async def town(site: Site) -> dict[str, tuple[int, int]]:

@@ -7,28 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.app import open_app
-from bot.channels.web import WebChat, WebTransport
-from bot.config import Settings
-from bot.server import create_web_app
-from content import CONTENT_DIR
-from storage.clock import utc_now
 from storage.models import Broadcast, BroadcastStatus, ChannelIdentity
-from tests.dashboard_site import Site
+from tests.dashboard_site import Site, open_site
 
 
 @pytest.fixture
 async def site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
-    async with open_app(settings) as app:
-        web_app = create_web_app(app, WebChat(app.catalog, app.dispatcher, app.sessions, WebTransport()))
-        async with TestClient(TestServer(web_app)) as client:
-            site = Site(app, client, utc_now())
-            await site.add_commune_b()
-            yield site
+    async with open_site(db_url, tmp_path) as opened:
+        yield opened
 
 
 async def reachable(site: Site, area: str, name: str, chat: int) -> None:
