@@ -147,7 +147,7 @@ async def main() -> None:
                 print(f"killed at {bulk_delivered()} delivered; back after {killed_at[1] - killed_at[0]:.1f}s")
             while True:
                 counts = await outbox.counts()
-                if counts and not counts.get("pending") and not counts.get("sending"):
+                if counts and not any(counts.get(status) for status in ("pending", "claimed", "sending")):
                     break
                 await asyncio.sleep(1)
             stop.set()

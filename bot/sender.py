@@ -1,9 +1,12 @@
 """The outbox sender: delivers committed messages, in order per recipient, once.
 
-Rows go pending -> sending -> sent. A row is marked "sending" (and committed)
-before the platform call, so a crash during the call is visible on restart:
-a reply to a resident is then sent again (a rare duplicate beats a lost
-answer), a bulk message is marked "unknown" instead (see DESIGN.md, invariant 2).
+Rows go pending -> claimed -> sending -> sent. A claimed row waits for its
+slot under the channel's limits and was certainly not sent: after a crash it
+is simply pending again. A bulk message is marked "sending" (and committed)
+right before the platform call, so a crash during the call is visible on
+restart and the message is marked "unknown", not resent (see DESIGN.md,
+invariant 2). A reply to a resident goes from claimed to the call directly: it
+is sent again after a crash anyway (a rare duplicate beats a lost answer).
 """
 
 from __future__ import annotations
@@ -74,7 +77,13 @@ class OutboxSender:
         """After a restart: retry in-flight replies, mark in-flight bulk messages unknown."""
         channels = list(self._transports)
         async with self._sessions.begin() as session:
-            in_flight = and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.channel.in_(channels))
+            mine = OutboxMessage.channel.in_(channels)
+            await session.execute(
+                update(OutboxMessage)
+                .where(mine, OutboxMessage.status == OutboxStatus.CLAIMED)
+                .values(status=OutboxStatus.PENDING)
+            )
+            in_flight = and_(OutboxMessage.status == OutboxStatus.SENDING, mine)
             await session.execute(
                 update(OutboxMessage)
                 .where(in_flight, OutboxMessage.priority <= Priority.REPLY)
@@ -91,7 +100,7 @@ class OutboxSender:
         handled = 0
         for name in [channel] if channel else list(self._transports):
             # The next batch is claimed while the current one goes out, so the channel's limiter never
-            # waits on the database; claimed rows are "sending", so a recipient's next row waits its turn.
+            # waits on the database; claimed rows are in progress, so a recipient's next row waits its turn.
             in_flight: set[asyncio.Task[int]] = set()
             while self._clock() >= self._paused_until.get(name, _EPOCH):
                 batch = await self._claim(name)
@@ -131,7 +140,7 @@ class OutboxSender:
         return self._quiet_hours is None or not self._quiet_hours.contains(now.astimezone(LOCAL_TZ).time())
 
     async def _claim(self, channel: str) -> list[_Row]:
-        """Mark the next due rows "sending": the oldest waiting row of each recipient, replies first
+        """Mark the next due rows "claimed": the oldest waiting row of each recipient, replies first
         (and only replies during quiet hours)."""
         now = self._clock()
         wanted = [] if self.bulk_allowed(now) else [OutboxMessage.priority <= Priority.REPLY]
@@ -140,7 +149,7 @@ class OutboxSender:
         blocked = exists().where(
             earlier.channel == OutboxMessage.channel,
             earlier.recipient == OutboxMessage.recipient,
-            earlier.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+            earlier.status.in_([OutboxStatus.PENDING, OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
             earlier.id < OutboxMessage.id,
             or_(OutboxMessage.priority > Priority.REPLY, earlier.priority <= Priority.REPLY),
         )
@@ -165,7 +174,7 @@ class OutboxSender:
                 await session.execute(
                     update(o)
                     .where(o.id.in_([row.id for row in rows]))
-                    .values(status=OutboxStatus.SENDING, attempts=o.attempts + 1)
+                    .values(status=OutboxStatus.CLAIMED, attempts=o.attempts + 1)
                     .execution_options(synchronize_session=False)
                 )
             return [_Row(row.id, row.channel, row.recipient, row.payload, row.priority) for row in rows]
@@ -177,6 +186,8 @@ class OutboxSender:
             paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
             if paused > dt.timedelta(0):  # a 429 arrived meanwhile: the platform is not called
                 return RetryLater("waiting after a 429", paused.total_seconds())
+            if row.priority > Priority.REPLY:
+                await self._mark_sending(row.id)
             await self._transports[row.channel].send(row.recipient, Reply.from_dict(row.payload))
         except DeliveryError as exc:
             if isinstance(exc, RetryLater) and exc.retry_after is not None:
@@ -188,6 +199,16 @@ class OutboxSender:
                 log.exception("unexpected error sending outbox row %s", row.id)
             return RetryLater(f"{type(exc).__name__}: {exc}")
         return None
+
+    async def _mark_sending(self, row_id: int) -> None:
+        """Committed before a bulk message's platform call: a crash from here on leaves it "unknown"."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id)
+                .values(status=OutboxStatus.SENDING)
+                .execution_options(synchronize_session=False)
+            )
 
     async def _record(self, batch: list[_Row], results: list[DeliveryError | None]) -> None:
         """Write the outcome of a whole batch in one transaction."""

@@ -263,7 +263,10 @@ COMMUNITY_LABELS = (
     "broadcast.state_yearly",
     "broadcast.state_paused",
     "broadcast.state_cancelled",
-    *(f"outbox.{status}" for status in ("pending", "sending", "sent", "failed", "unknown", "unreachable", "held")),
+    *(
+        f"outbox.{status}"
+        for status in ("pending", "claimed", "sending", "sent", "failed", "unknown", "unreachable", "held")
+    ),
     *(f"channel.{channel}" for channel in ("telegram", "web", "console")),
 )
 # Sentences the engine says by itself; content must define them.

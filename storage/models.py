@@ -208,7 +208,8 @@ class ParticipationEvent(Base):
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"
-    SENDING = "sending"
+    CLAIMED = "claimed"  # taken by the sender, waiting for its slot: never sent yet, pending again after a crash
+    SENDING = "sending"  # the platform call may have started
     SENT = "sent"
     FAILED = "failed"  # gave up; last_error says why
     UNKNOWN = "unknown"  # bulk send interrupted in flight: may or may not have arrived

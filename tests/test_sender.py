@@ -167,3 +167,31 @@ async def test_quiet_hours_hold_bulk_but_not_replies(sessions, transport, clock)
     clock.advance(1)  # 07:00
     await sender.drain()
     assert transport.sent == [("y", "reply"), ("x", "bulk")]
+
+
+async def test_a_claimed_row_never_sent_is_pending_again_after_a_crash(sessions, sender, transport) -> None:
+    await queue(sessions, "b", "claimed bulk", priority=Priority.BULK)
+    async with sessions.begin() as session:  # claimed, waiting for its slot, when the process died
+        for row in (await session.scalars(select(OutboxMessage))).all():
+            row.status = OutboxStatus.CLAIMED
+            row.attempts = 1
+    await sender.recover()
+    await sender.drain()
+    assert transport.sent == [("b", "claimed bulk")]
+    assert (await statuses(sessions))["claimed bulk"][0] == "sent"
+
+
+async def test_a_bulk_row_is_marked_sending_before_the_call(sessions, transport, clock) -> None:
+    seen: list[str] = []
+
+    class Watching(RecordingTransport):
+        async def send(self, recipient: str, reply: Reply) -> None:
+            async with sessions() as session:
+                seen.append(await session.scalar(select(OutboxMessage.status)))
+            await super().send(recipient, reply)
+
+    watching = Watching()
+    sender = OutboxSender(sessions, {"test": watching}, clock=clock)
+    await queue(sessions, "b", "bulk", priority=Priority.BULK)
+    await sender.drain()
+    assert seen == ["sending"]

@@ -122,8 +122,8 @@ class WebChat:
                 .where(
                     OutboxMessage.channel == CHANNEL,
                     OutboxMessage.recipient == token,
-                    # "sending" too: the web transport cannot fail, the row is readable as soon as it is handed over.
-                    OutboxMessage.status.in_([OutboxStatus.SENDING, OutboxStatus.SENT]),
+                    # Claimed and sending too: the web transport cannot fail, the row is readable once handed over.
+                    OutboxMessage.status.in_([OutboxStatus.CLAIMED, OutboxStatus.SENDING, OutboxStatus.SENT]),
                     OutboxMessage.id > after,
                 )
                 .order_by(OutboxMessage.id)
