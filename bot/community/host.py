@@ -64,7 +64,7 @@ async def take(turn: Turn) -> bool:
             end(turn)
             await codes.open_codes(turn, code.group(1))
             return True
-        if _STATUS_COMMAND.match(fold(inbound.text)):
+        if inbound.text.lstrip()[:8].lower() == "/phattin" and _STATUS_COMMAND.match(fold(inbound.text)):
             end(turn)
             await broadcasting.open_status(turn)
             return True
