@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--area", help="this area and the areas under it (default: all)")
     metrics.add_argument("--year", type=int, help="the year whose targets are shown (default: this year)")
     metrics.set_defaults(func=_metrics)
+
+    zalo = commands.add_parser("zalo", help="the Zalo Official Account").add_subparsers(metavar="ACTION")
+    auth = zalo.add_parser("auth", help="authorise the OA: print the consent link, then store the tokens from its code")
+    given = auth.add_mutually_exclusive_group()
+    given.add_argument("--code", help="the `code` Zalo added to the redirect address after the admin agreed")
+    given.add_argument("--refresh-token", help="start from a refresh token made elsewhere (it is spent at once)")
+    auth.set_defaults(func=_zalo_auth)
     return parser
 
 
@@ -300,6 +307,48 @@ def _login(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Dashboard login link for person {args.person_id}, one use, until {_local(expires)} (Vietnam time):")
     print(f"\n    {url}\n")
     print("Open it in the officer's browser. Whoever opens it first is logged in as that officer.")
+    return 0
+
+
+def _zalo_auth(settings: Settings, args: argparse.Namespace) -> int:
+    import secrets
+
+    import aiohttp
+
+    from bot.channels.zalo_oauth import TokenError, ZaloTokens, code_verifier
+
+    if not settings.zalo_oa_enabled:
+        raise Refused("set ZALO_OA_APP_ID, ZALO_OA_APP_SECRET and ZALO_OA_SECRET_KEY first (see the README)")
+
+    async def run() -> str:
+        async with _database(settings) as sessions, aiohttp.ClientSession() as http:
+            tokens = ZaloTokens(
+                sessions, http, settings.zalo_oa_app_id, settings.zalo_oa_app_secret, settings.zalo_oauth_url
+            )
+            verifier = await code_verifier(sessions)
+            try:
+                if args.code:
+                    expires = await tokens.authorise(args.code.strip(), verifier)
+                elif args.refresh_token:
+                    expires = await tokens.adopt(args.refresh_token.strip())
+                else:
+                    if not settings.zalo_oa_redirect_uri:
+                        raise Refused("set ZALO_OA_REDIRECT_URI to the app's Official Account Callback Url")
+                    url = tokens.permission_url(settings.zalo_oa_redirect_uri, verifier, secrets.token_hex(8))
+                    return (
+                        "Open this link as the OA's admin and agree:\n\n"
+                        f"    {url}\n\n"
+                        "Zalo then opens the callback address with ?code=...: run\n"
+                        "    hocvuso zalo auth --code THAT_CODE\n"
+                        "within 10 minutes."
+                    )
+            except (TokenError, aiohttp.ClientError, TimeoutError) as exc:
+                raise Refused(f"Zalo did not give tokens: {exc}") from exc
+        return (
+            f"Zalo OA authorised: tokens stored; the access token is renewed by itself (now until {_local(expires)})."
+        )
+
+    print(asyncio.run(run()))
     return 0
 
 

@@ -21,7 +21,7 @@ from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
 from storage.models import Conversation, ParticipationEvent, Person, Priority
-from storage.repo import Outgoing, claim_inbound, enqueue, find_people
+from storage.repo import Outgoing, claim_inbound, enqueue, find_people, record_inbound
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class Dispatcher:
                     outgoing: list[Outgoing] = []
                     for envelope in todo:
                         await self._apply(session, envelope, people, conversations, now, events, outgoing, effects)
+                    for channel in {e.channel for e in todo}:
+                        await record_inbound(session, channel, [e.sender_id for e in todo if e.channel == channel], now)
                     if events:
                         await session.execute(insert(ParticipationEvent), events)
                     await enqueue(session, outgoing, now)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.ratelimit import ChannelLimiter
-from bot.transport import DeliveryError, RetryLater, Transport, Unreachable
+from bot.transport import DeliveryError, OutOfWindow, RetryLater, Transport, Unreachable
 from flows.community import QuietHours
 from flows.types import Reply
 from storage.clock import LOCAL_TZ, Clock, utc_now
@@ -55,6 +55,7 @@ class OutboxSender:
         self._batch: dict[str, int] = {}
         self._limiters: dict[str, ChannelLimiter] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._windows: dict[str, dt.timedelta | None] = {}  # see Transport: sent only so long after the last inbound
         self._paused_until: dict[str, dt.datetime] = {}  # after a 429: nothing goes out on that channel
         for transport in transports.values():
             self.add_transport(transport)
@@ -67,6 +68,7 @@ class OutboxSender:
         rate = transport.limits.per_second
         self._batch[transport.channel] = max(1, min(BATCH, int(rate // 2))) if rate else BATCH
         self._wakeups[transport.channel] = asyncio.Event()
+        self._windows[transport.channel] = getattr(transport, "window", None)
 
     def wake(self) -> None:
         """Tell the running loops that new rows were committed."""
@@ -154,11 +156,16 @@ class OutboxSender:
             or_(OutboxMessage.priority > Priority.REPLY, earlier.priority <= Priority.REPLY),
         )
         o = OutboxMessage
+        identity = ChannelIdentity
+        windowed = self._windows.get(channel) is not None
+        columns = [o.id, o.channel, o.recipient, o.payload, o.priority]
+        query = select(*columns, identity.last_inbound_at) if windowed else select(*columns)
+        if windowed:
+            query = query.outerjoin(identity, and_(identity.channel == o.channel, identity.external_id == o.recipient))
         async with self._sessions.begin() as session:
             rows = (
                 await session.execute(
-                    select(o.id, o.channel, o.recipient, o.payload, o.priority)
-                    .where(
+                    query.where(
                         OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.channel == channel,
                         OutboxMessage.next_attempt_at <= now,
@@ -167,7 +174,7 @@ class OutboxSender:
                     )
                     .order_by(OutboxMessage.priority, OutboxMessage.id)
                     .limit(self._batch[channel])
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(skip_locked=True, of=OutboxMessage)
                 )
             ).all()
             if rows:
@@ -177,10 +184,23 @@ class OutboxSender:
                     .values(status=OutboxStatus.CLAIMED, attempts=o.attempts + 1)
                     .execution_options(synchronize_session=False)
                 )
-            return [_Row(row.id, row.channel, row.recipient, row.payload, row.priority) for row in rows]
+            return [
+                _Row(
+                    row.id,
+                    row.channel,
+                    row.recipient,
+                    row.payload,
+                    row.priority,
+                    row.last_inbound_at if windowed else None,
+                )
+                for row in rows
+            ]
 
     async def _deliver(self, row: _Row) -> DeliveryError | None:
         """Send one row; return what went wrong, or None. Touches no database."""
+        window = self._windows.get(row.channel) if row.priority > Priority.REPLY else None  # a reply answers now
+        if window is not None and (row.last_inbound_at is None or self._clock() - row.last_inbound_at > window):
+            return OutOfWindow(f"their last message is older than {window}: the platform would refuse it")
         try:
             await self._limiters[row.channel].acquire(row.recipient, urgent=row.priority <= Priority.REPLY)
             paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
@@ -234,7 +254,9 @@ class OutboxSender:
             for sent, error in failed:
                 row = rows[sent.id]
                 row.last_error = str(error)
-                if isinstance(error, Unreachable):
+                if isinstance(error, OutOfWindow):
+                    row.status = OutboxStatus.OUT_OF_WINDOW
+                elif isinstance(error, Unreachable):
                     row.status = OutboxStatus.UNREACHABLE
                     await session.execute(
                         update(ChannelIdentity)
@@ -256,3 +278,4 @@ class _Row:
     recipient: str
     payload: dict
     priority: int
+    last_inbound_at: dt.datetime | None = None  # only for channels with a sending window

@@ -15,6 +15,7 @@ from bot.app import App, open_app
 from bot.broadcasts.scheduler import BroadcastScheduler
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramTransport, make_bot
 from bot.channels.web import WebChat, WebTransport
+from bot.channels.zalo import ZaloChannels, open_zalo
 from bot.config import Settings
 from bot.dashboard.views import Dashboard
 from storage.repo import app_secret
@@ -26,7 +27,9 @@ MAX_BODY_BYTES = 1024 * 1024
 TELEGRAM_SECRET_NAME = "telegram_webhook_secret"
 
 
-def create_web_app(app: App, web_chat: WebChat, telegram: TelegramChannel | None = None) -> web.Application:
+def create_web_app(
+    app: App, web_chat: WebChat, telegram: TelegramChannel | None = None, zalo: ZaloChannels | None = None
+) -> web.Application:
     """The aiohttp application: routes only; lifetimes are handled by :func:`serve`."""
     server = web.Application(client_max_size=MAX_BODY_BYTES)
 
@@ -50,12 +53,14 @@ def create_web_app(app: App, web_chat: WebChat, telegram: TelegramChannel | None
     server.add_subapp("/dashboard/", Dashboard(app.catalog, app.sessions, app.settings.public_url).application())
     if telegram is not None:
         server.add_routes([web.post(WEBHOOK_PATH, telegram.webhook)])
+    if zalo is not None:
+        server.add_routes(zalo.routes())
     return server
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM: web server, outbox sender, and Telegram if a token is set."""
-    async with open_app(settings) as app:
+    async with open_app(settings) as app, contextlib.AsyncExitStack() as stack:
         web_transport = WebTransport()
         app.sender.add_transport(web_transport)
         web_chat = WebChat(app.catalog, app.dispatcher, app.sessions, web_transport)
@@ -68,14 +73,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             telegram = TelegramChannel(bot, app.dispatcher, secret, app.sessions)
             images = settings.content_dir / "images"
             app.sender.add_transport(TelegramTransport(bot, settings.telegram_limits, images))
+        zalo = await stack.enter_async_context(open_zalo(app))
         await app.sender.recover()
         broadcasts = BroadcastScheduler(app.engine, app.sessions, app.catalog, app.sender.wake, settings.database_url)
         await broadcasts.start()
 
-        runner = web.AppRunner(create_web_app(app, web_chat, telegram), access_log=None)
+        runner = web.AppRunner(create_web_app(app, web_chat, telegram, zalo), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         tasks = [asyncio.create_task(app.sender.run())]
+        tasks += [asyncio.create_task(poll) for poll in await zalo.start(settings.public_url)]
         if telegram is not None and bot is not None:
             if settings.public_url:
                 await bot.set_webhook(
@@ -93,6 +100,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         if telegram is not None:
             mode = "webhook " + settings.public_url + WEBHOOK_PATH if settings.public_url else "long polling"
             print(f"Telegram: {mode}", flush=True)
+        for line in zalo.describe(settings.public_url):
+            print(line, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

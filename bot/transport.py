@@ -28,8 +28,16 @@ class Rejected(DeliveryError):
     """The platform refused this message for good (bad request, too long...)."""
 
 
+class OutOfWindow(DeliveryError):
+    """The platform takes messages only for a while after the person's last one, and that time is over."""
+
+
 class Transport(Protocol):
-    """A channel's sending side."""
+    """A channel's sending side.
+
+    A transport may also set ``window`` (a ``datetime.timedelta``): messages to a person whose
+    last inbound message is older than that are not sent but marked "out of window" (Zalo OA).
+    """
 
     channel: str
     limits: RateLimits

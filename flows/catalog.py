@@ -265,9 +265,19 @@ COMMUNITY_LABELS = (
     "broadcast.state_cancelled",
     *(
         f"outbox.{status}"
-        for status in ("pending", "claimed", "sending", "sent", "failed", "unknown", "unreachable", "held")
+        for status in (
+            "pending",
+            "claimed",
+            "sending",
+            "sent",
+            "failed",
+            "unknown",
+            "unreachable",
+            "held",
+            "out_window",
+        )
     ),
-    *(f"channel.{channel}" for channel in ("telegram", "web", "console")),
+    *(f"channel.{channel}" for channel in ("telegram", "web", "console", "zalo_oa", "zalo_bot")),
 )
 # Sentences the engine says by itself; content must define them.
 TEXT_KEYS = (

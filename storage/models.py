@@ -159,6 +159,7 @@ class ChannelIdentity(Base):
     external_id: Mapped[str] = mapped_column(String(100))
     unreachable_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # Zalo OA's sending window
 
 
 class Conversation(Base):
@@ -214,6 +215,7 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"  # gave up; last_error says why
     UNKNOWN = "unknown"  # bulk send interrupted in flight: may or may not have arrived
     UNREACHABLE = "unreachable"  # the person blocked the bot
+    OUT_OF_WINDOW = "out_window"  # the platform's window since their last message had closed: not sent
     HELD = "held"  # a bulk message of a paused broadcast: pending again on resume
 
 
@@ -336,3 +338,39 @@ class AppSecret(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class OAuthToken(Base):
+    """A platform's access and refresh tokens (Zalo OA). One current row per provider.
+
+    A refresh token works once: the new pair is a new row, inserted in the transaction that
+    retires the old one (whose secrets are then wiped).
+    """
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (
+        Index("ix_oauth_tokens_provider_retired", "provider", "retired_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    access_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class LinkCode(Base):
+    """A one-time code that joins a person's account on another channel to them (only its hash)."""
+
+    __tablename__ = "link_codes"
+    __table_args__ = (UniqueConstraint("code_hash", name="uq_link_codes_code_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -46,6 +46,24 @@ async def find_people(session: AsyncSession, accounts: list[tuple[str, str]]) ->
     return found
 
 
+async def record_inbound(session: AsyncSession, channel: str, external_ids: Sequence[str], now: dt.datetime) -> None:
+    """Remember when these accounts last wrote (Zalo OA only sends within a window after that)."""
+    await session.execute(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id.in_(list(dict.fromkeys(external_ids))))
+        .values(last_inbound_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def touch_account(
+    sessions: async_sessionmaker[AsyncSession], channel: str, external_id: str, now: dt.datetime
+) -> None:
+    """:func:`record_inbound` for one account, in its own transaction (an interaction without a message)."""
+    async with sessions.begin() as session:
+        await record_inbound(session, channel, [external_id], now)
+
+
 def new_subject() -> int:
     """A random key for a person's log rows: after deletion it links to nothing."""
     return secrets.randbits(62)

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from telegram import Bot
 
 from bot.app import App, open_app
-from bot.channels.telegram import SECRET_HEADER, TelegramChannel, TelegramTransport, make_bot, message_text, split_text
+from bot.channels.telegram import SECRET_HEADER, TEXT_LIMIT, TelegramChannel, TelegramTransport, make_bot, message_text
 from bot.channels.telegram_http import AiohttpRequest
+from bot.channels.text import split_text
 from bot.channels.web import WebChat, WebTransport
 from bot.community.consent import AGREE, DECLINE
 from bot.config import Settings
@@ -245,13 +246,13 @@ async def test_a_blocked_user_is_marked_unreachable_and_not_retried(emulator, ap
 def test_long_text_is_split_at_sentence_ends_under_the_limit() -> None:
     sentence = "Bạn mở ứng dụng VNeID và làm theo hướng dẫn trên màn hình. "
     text = sentence * 200
-    pieces = split_text(text)
+    pieces = split_text(text, TEXT_LIMIT)
     assert len(pieces) > 2
     assert all(len(p) <= 4096 for p in pieces)
     assert all(p.endswith(".") for p in pieces)
     assert " ".join(pieces) == text.strip()
-    assert split_text("ngắn") == ["ngắn"]
-    assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
+    assert split_text("ngắn", TEXT_LIMIT) == ["ngắn"]
+    assert split_text("x" * 5000, TEXT_LIMIT) == ["x" * 4096, "x" * 904]
 
 
 async def test_a_long_reply_arrives_in_pieces_telegram_accepts(emulator, app: App) -> None:

@@ -12,8 +12,6 @@ import datetime as dt
 import hmac
 import logging
 import os
-import re
-import unicodedata
 from pathlib import Path
 
 from aiohttp import web
@@ -22,6 +20,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.channels.telegram_http import AiohttpRequest
+from bot.channels.text import split_text, storable
 from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
 from bot.transport import Rejected, RetryLater, Unreachable
@@ -51,24 +50,6 @@ def make_bot(token: str, base_url: str) -> Bot:
         request=AiohttpRequest(connections=CONNECTIONS),
         get_updates_request=AiohttpRequest(connections=1, read_timeout=POLL_TIMEOUT_SECONDS + 10),
     )
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n")
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Split into pieces under ``limit`` characters, at sentence or line ends where possible."""
-    text = unicodedata.normalize("NFC", text).strip()
-    pieces: list[str] = []
-    while len(text) > limit:
-        window = text[:limit]
-        cuts = [m.end() for m in _SENTENCE_END.finditer(window)] or [window.rfind(" ") + 1]
-        cut = cuts[-1] if cuts[-1] > limit // 2 else limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text or not pieces:
-        pieces.append(text)
-    return pieces
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -101,7 +82,7 @@ class TelegramTransport:
         try:
             if reply.image:
                 await self.bot.send_photo(chat_id, photo=self._photo(reply.image))
-            pieces = split_text(message_text(reply))
+            pieces = split_text(message_text(reply), TEXT_LIMIT)
             for index, piece in enumerate(pieces):
                 markup = keyboard(reply) if index == len(pieces) - 1 else None
                 await self.bot.send_message(chat_id, piece, reply_markup=markup)
@@ -121,11 +102,6 @@ class TelegramTransport:
 
 class MalformedUpdate(ValueError):
     """An update whose fields make no sense for a chat (a missing chat, an id that is not a number...)."""
-
-
-def _readable(text: str) -> bool:
-    """Text every database stores: no NUL, no lone surrogate."""
-    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def envelope_from_update(update: Update, now: dt.datetime) -> Envelope | None:
@@ -183,7 +159,7 @@ class TelegramChannel:
             envelope = envelope_from_update(update, self._clock())
         except (AttributeError, TypeError, ValueError, OverflowError) as exc:
             raise MalformedUpdate(f"{type(exc).__name__}: {exc}") from exc
-        if envelope is not None and not (_readable(envelope.sender_id) and _readable(envelope.inbound.text)):
+        if envelope is not None and not (storable(envelope.sender_id) and storable(envelope.inbound.text)):
             raise MalformedUpdate("a chat id or a text the database cannot store")
         return envelope
 
