@@ -42,6 +42,7 @@ HOST_ACTION_KEYS = (
     "broadcast",
     "broadcast_status",
     "stuck_list",
+    "link_accounts",
 )
 # Buttons the engine adds by itself; content must define their labels.
 ACTION_KEYS = (
@@ -88,6 +89,9 @@ COMMUNITY_TEXT_KEYS = (
     "code_role_granted",
     "mentor_linked",
     "mentor_own_code",
+    "link_code",
+    "link_done",
+    "link_own_code",
     "delete_confirm",
     "delete_done",
     "delete_kept",

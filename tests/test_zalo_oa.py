@@ -278,6 +278,9 @@ async def test_a_crash_between_refresh_and_save_leaves_a_usable_token(
             await transport.send("903", Reply(text="vẫn gửi được"))
             assert emulator.texts_to("903") == ["vẫn gửi được"]
             assert emulator.sent[-1].access_token == before
+            calls = emulator.token_calls
+            await transport.send("903", Reply(text="lần nữa"))  # the failed refresh is not retried at once
+            assert emulator.token_calls == calls
             clock.advance(REFRESH_AHEAD.total_seconds())  # the kept token has expired: say what to do
             with pytest.raises(TokenError, match="hocvuso zalo auth"):
                 await tokens.access_token()

@@ -40,6 +40,7 @@ class OASent:
     buttons: list[dict[str, Any]]
     image: str | None
     access_token: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ZaloOAEmulator:
     calls: int = 0
     rate_limited: int = 0
     refreshes: int = 0
+    token_calls: int = 0
     out_of_window_calls: int = 0
     _access: dict[str, dt.datetime] = field(default_factory=dict)
     _refresh: set[str] = field(default_factory=set)
@@ -95,6 +97,7 @@ class ZaloOAEmulator:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        self.token_calls += 1
         if request.headers.get("secret_key") != APP_SECRET or form.get("app_id") != APP_ID:
             return web.json_response({"error": -14002, "error_name": "Invalid app secret"})
         grant = form.get("grant_type")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -26,3 +27,9 @@ def split_text(text: str, limit: int) -> list[str]:
 def storable(text: str) -> bool:
     """Text every database stores: no NUL, no lone surrogate."""
     return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def event_key(kind: str, *parts: str) -> str:
+    """A short event id made of several fields (for events without an id of their own): fits the
+    dedupe column (100 characters) whatever the fields' lengths."""
+    return f"{kind}:" + hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:40]

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.text import split_text, storable
+from bot.channels.text import event_key, split_text, storable
 from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
 from bot.render import numbered_text
@@ -89,7 +89,7 @@ def read_update(update: Any, bot_id: str, now: dt.datetime) -> Envelope | None:
     if "message_id" in message:
         event_id = _id(message["message_id"], "message.message_id")
     else:  # seen missing in some payloads: the send time still tells two messages apart
-        event_id = f"{chat_id}:{_id(message.get('date'), 'message.date')}"
+        event_id = event_key("sent", chat_id, _id(message.get("date"), "message.date"))
     if name != TEXT_EVENT:
         return Envelope(CHANNEL, event_id, chat_id, Inbound(InboundKind.OTHER, now))
     text = message.get("text")

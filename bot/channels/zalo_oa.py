@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.text import split_text, storable
+from bot.channels.text import event_key, split_text, storable
 from bot.channels.zalo_oauth import TokenError, ZaloTokens
 from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
@@ -87,7 +87,8 @@ class Touch:
 
 def signature(app_or_oa_id: str, body: str, timestamp: str, secret_key: str) -> str:
     """``mac`` = SHA-256 hex of app id + raw body + timestamp + OA secret key (a plain hash, not HMAC)."""
-    return hashlib.sha256(f"{app_or_oa_id}{body}{timestamp}{secret_key}".encode()).hexdigest()
+    # surrogatepass: a forged timestamp such as "\ud800" (JSON allows it) is hashed, not a crash
+    return hashlib.sha256(f"{app_or_oa_id}{body}{timestamp}{secret_key}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text_field(value: Any, what: str, limit: int = 100) -> str:
@@ -184,11 +185,9 @@ class ZaloOAChannel:
         if isinstance(meaning, Follow):
             await set_reachable(self._sessions, CHANNEL, meaning.user_id, meaning.following, now)
             if meaning.following:  # a greeting, once per follow event (its timestamp is its id)
-                stamp = str(data.get("timestamp", ""))[:40]
+                event_id = event_key("follow", meaning.user_id, str(data.get("timestamp", "")))
                 start = Inbound(InboundKind.START, now)
-                await self._dispatcher.handle(
-                    Envelope(CHANNEL, f"follow:{meaning.user_id}:{stamp}", meaning.user_id, start)
-                )
+                await self._dispatcher.handle(Envelope(CHANNEL, event_id, meaning.user_id, start))
         elif isinstance(meaning, Touch):
             await touch_account(self._sessions, CHANNEL, meaning.user_id, now)
         elif meaning is not None:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "zalo_oa"
 REFRESH_AHEAD = dt.timedelta(hours=6)
+REFRESH_RETRY = dt.timedelta(minutes=5)  # after a failed refresh, while the current token still works
 VERIFIER_SECRET = "zalo_oa_code_verifier"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 REAUTHORISE = "run `hocvuso zalo auth` to authorise the OA again"
@@ -68,6 +69,7 @@ class ZaloTokens:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._cached: tuple[str, dt.datetime] | None = None  # (access token, expires at)
+        self._refresh_again_at = dt.datetime.min.replace(tzinfo=dt.UTC)  # after a failed refresh
 
     def permission_url(self, redirect_uri: str, verifier: str, state: str) -> str:
         """Where the OA's admin consents (once, in a browser); Zalo then redirects with ?code=..."""
@@ -84,8 +86,10 @@ class ZaloTokens:
     async def access_token(self) -> str:
         """A token to call the OA API with; refreshed first when it expires within REFRESH_AHEAD."""
         now = self._clock()
-        if self._cached is not None and self._cached[1] - now > REFRESH_AHEAD:
-            return self._cached[0]
+        if self._cached is not None:
+            token, expires = self._cached
+            if expires - now > REFRESH_AHEAD or (now < self._refresh_again_at and expires > now):
+                return token
         async with self._lock:
             async with self._sessions.begin() as session:
                 row = await current_token(session, PROVIDER)
@@ -97,8 +101,10 @@ class ZaloTokens:
             try:
                 return await self._refresh(row.access_token)
             except (TokenError, aiohttp.ClientError, TimeoutError) as exc:
-                if row.access_expires_at > now:  # still valid for a while: keep sending with it
+                if row.access_expires_at > now:  # still valid for a while: keep sending with it, retry later
                     log.error("Zalo OA token refresh failed (%s); using the current token until it expires", exc)
+                    self._cached = (row.access_token, row.access_expires_at)
+                    self._refresh_again_at = now + REFRESH_RETRY
                     return row.access_token
                 raise TokenError(
                     f"the Zalo OA token expired and could not be refreshed ({exc}): {REAUTHORISE}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from bot.community.links import use_link_code
 from bot.community.turn import Picked, Turn, ask, menu_option, repeat, show_menu
 from storage.codes import normalise_code
 from storage.households import household_by_code
@@ -27,6 +28,8 @@ async def on_code(turn: Turn, answer: Picked) -> None:
 
 async def _use(turn: Turn, text: str, in_stage: bool) -> None:
     assert turn.person is not None
+    if await use_link_code(turn, text):
+        return
     redeemed = await redeem_invite(turn.session, text, turn.person.id, turn.now)
     if redeemed.grant is not None:
         from bot.community.volunteers import tools

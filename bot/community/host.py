@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from bot.community import broadcasting, codes, households, privacy, villages, visits, volunteers
+from bot.community import broadcasting, codes, households, links, privacy, villages, visits, volunteers
 from bot.community.turn import OPTION_PREFIX, Picked, Turn, end, read_answer, repeat
 from flows.catalog import HOST_ACTION_KEYS, MODULE_BUTTON_PREFIX
 from flows.router import RouteKind
@@ -105,6 +105,7 @@ ACTIONS: dict[str, Callable[[Turn], Awaitable[None]]] = {
     "broadcast": broadcasting.open_broadcast,
     "broadcast_status": broadcasting.open_status,
     "stuck_list": broadcasting.open_stuck,
+    "link_accounts": links.open_link,
 }
 
 
