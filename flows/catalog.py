@@ -205,6 +205,8 @@ REPORT_TEXT_KEYS = (
     "report_adults",
     "report_households",
     "report_volunteers",
+    "report_self_reported",
+    "report_self_reported_item",
     "report_hint_below_target",
     "report_hint_help",
     "report_hint_stuck",
