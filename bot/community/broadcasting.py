@@ -42,7 +42,7 @@ async def open_broadcast(turn: Turn) -> None:
     areas = await volunteer_scope(turn)
     if areas is None:
         return
-    found = await _areas_in(turn, areas)
+    found = await areas_in(turn, areas)
     if len(found) == 1:
         _ask_who(turn, found[0].code)
         return
@@ -158,15 +158,22 @@ async def on_when(turn: Turn, answer: Picked) -> None:
         show_menu(turn)
 
 
-async def on_at(turn: Turn, answer: Picked) -> None:
-    moment = parse_moment(answer.text or "", turn.now)
+def future_moment(turn: Turn, text: str | None) -> dt.datetime | None:
+    """The local moment typed ("15/12 8:00"), if it is to come; else None, after asking again why."""
+    moment = parse_moment(text or "", turn.now)
     if moment is None:
         repeat(turn, "broadcast_at_bad")
-        return
+        return None
     if moment <= turn.now.astimezone(LOCAL_TZ):
         repeat(turn, "broadcast_at_past")
-        return
-    await _preview(turn, moment, None)
+        return None
+    return moment
+
+
+async def on_at(turn: Turn, answer: Picked) -> None:
+    moment = future_moment(turn, answer.text)
+    if moment is not None:
+        await _preview(turn, moment, None)
 
 
 async def on_yearly(turn: Turn, answer: Picked) -> None:
@@ -391,7 +398,8 @@ async def _scope(turn: Turn) -> set[str]:
     return await scope(turn.session, turn.person.id)
 
 
-async def _areas_in(turn: Turn, codes: set[str]) -> list[Area]:
+async def areas_in(turn: Turn, codes: set[str]) -> list[Area]:
+    """The communes and villages among ``codes``: communes first, then by name (for an area question)."""
     found = await turn.session.scalars(
         select(Area).where(Area.code.in_(codes), Area.kind.in_([AreaKind.COMMUNE, AreaKind.VILLAGE]))
     )

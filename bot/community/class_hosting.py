@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from bot.broadcasts.class_notices import class_values, notify
-from bot.community.broadcasting import parse_moment
+from bot.community.broadcasting import areas_in, future_moment
 from bot.community.classes import button_text, group_label
 from bot.community.turn import Option, Picked, Turn, ask, free_text_problem, menu_option, repeat, show_menu
 from bot.community.volunteers import volunteer_scope
@@ -24,7 +24,7 @@ from flows.community import IN_PERSON, AreaKind
 from flows.text import parse_number
 from flows.types import EventKind
 from storage.classes import attended_people, counts, mark_attended, signed_up
-from storage.clock import LOCAL_TZ, local_text
+from storage.clock import local_text
 from storage.models import Area, CommunityClass, ParticipationEvent, Person, SignupStatus
 from storage.repo import create_person
 from storage.roles import audit, scope
@@ -103,10 +103,7 @@ async def _ask_area(turn: Turn) -> None:
     areas = await volunteer_scope(turn)
     if areas is None:
         return
-    found = await turn.session.scalars(
-        select(Area).where(Area.code.in_(areas), Area.kind.in_([AreaKind.COMMUNE, AreaKind.VILLAGE]))
-    )
-    places = sorted(found, key=lambda a: (a.kind != AreaKind.COMMUNE, a.name))
+    places = await areas_in(turn, areas)
     if len(places) == 1:
         _ask_text(turn, "cls.topic", "class_ask_topic", area=places[0].code)
         return
@@ -172,12 +169,8 @@ async def on_place(turn: Turn, answer: Picked) -> None:
 
 
 async def on_at(turn: Turn, answer: Picked) -> None:
-    moment = parse_moment(answer.text or "", turn.now)
+    moment = future_moment(turn, answer.text)
     if moment is None:
-        repeat(turn, "broadcast_at_bad")
-        return
-    if moment <= turn.now.astimezone(LOCAL_TZ):
-        repeat(turn, "broadcast_at_past")
         return
     _ask_text(turn, "cls.capacity", "class_ask_capacity", **_kept(turn), at=moment.astimezone(dt.UTC).isoformat())
 

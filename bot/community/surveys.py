@@ -5,35 +5,41 @@ survey's invitation to an area like a broadcast (``/guikhaosat``: survey → are
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Awaitable, Callable
 
 from bot.broadcasts import service
-from bot.community.broadcasting import ask_when
+from bot.community.broadcasting import areas_in, ask_when
 from bot.community.turn import Option, Picked, Turn, ask, joined, menu_option, show_menu
-from flows.community import AreaKind
 from flows.surveys import SurveySpec
-from storage.models import Area, Role
+from storage.models import Role
 from storage.roles import scope
 from storage.surveys import save_answer
 
 
 async def open_survey(turn: Turn) -> None:
-    surveys = list(turn.catalog.surveys.values())
-    if not surveys:
-        show_menu(turn, turn.say("survey_none"))
-        return
-    if len(surveys) == 1:
-        await start_survey(turn, surveys[0].id)
-        return
-    options = [Option(s.id, s.title) for s in surveys]
-    ask(turn, "sv.pick", turn.say("survey_pick"), [*options, menu_option(turn)])
+    await _pick(turn, "sv.pick", "survey_pick", start_survey)
 
 
 async def on_pick(turn: Turn, answer: Picked) -> None:
+    await _picked(turn, answer, start_survey)
+
+
+async def _pick(turn: Turn, stage: str, key: str, then: Callable[[Turn, str], Awaitable[None]]) -> None:
+    """Which survey: none to choose from, one (no question), or a list."""
+    surveys = list(turn.catalog.surveys.values())
+    if not surveys:
+        show_menu(turn, turn.say("survey_none"))
+    elif len(surveys) == 1:
+        await then(turn, surveys[0].id)
+    else:
+        ask(turn, stage, turn.say(key), [*[Option(s.id, s.title) for s in surveys], menu_option(turn)])
+
+
+async def _picked(turn: Turn, answer: Picked, then: Callable[[Turn, str], Awaitable[None]]) -> None:
     if answer.value not in turn.catalog.surveys:
         show_menu(turn)
         return
-    await start_survey(turn, answer.value)
+    await then(turn, answer.value)
 
 
 async def start_survey(turn: Turn, survey_id: str, preface: str = "") -> None:
@@ -86,31 +92,17 @@ async def open_send(turn: Turn) -> None:
     if not await scope(turn.session, turn.person.id, Role.OFFICER):
         show_menu(turn, turn.say("survey_officer_only"))
         return
-    surveys = list(turn.catalog.surveys.values())
-    if not surveys:
-        show_menu(turn, turn.say("survey_none"))
-        return
-    if len(surveys) == 1:
-        await _ask_area(turn, surveys[0].id)
-        return
-    options = [Option(s.id, s.title) for s in surveys]
-    ask(turn, "svs.pick", turn.say("survey_send_pick"), [*options, menu_option(turn)])
+    await _pick(turn, "svs.pick", "survey_send_pick", _ask_area)
 
 
 async def on_send_pick(turn: Turn, answer: Picked) -> None:
-    if answer.value not in turn.catalog.surveys:
-        show_menu(turn)
-        return
-    await _ask_area(turn, answer.value)
+    await _picked(turn, answer, _ask_area)
 
 
 async def _ask_area(turn: Turn, survey_id: str) -> None:
     assert turn.person is not None
     areas = await scope(turn.session, turn.person.id, Role.OFFICER)
-    found = await turn.session.scalars(
-        select(Area).where(Area.code.in_(areas), Area.kind.in_([AreaKind.COMMUNE, AreaKind.VILLAGE]))
-    )
-    places = sorted(found, key=lambda a: (a.kind != AreaKind.COMMUNE, a.name))
+    places = await areas_in(turn, areas)
     options = [*[Option(a.code, a.name) for a in places][:30], menu_option(turn)]
     ask(turn, "svs.area", turn.say("survey_send_area"), options, survey=survey_id)
 
