@@ -156,8 +156,9 @@ def validate_surveys(surveys: SurveysFile, lines: LineMap, file: str) -> list[Co
         try:
             compile_template(survey.intro)
         except TemplateRefused as refused:
-            detail = f"{refused.problem.key} {refused.problem.detail}".strip()
-            errors.append(ContentError(file, lines.line(("surveys", i, "intro")), f"intro: {detail}"))
+            detail = f": {refused.problem.detail}" if str(refused.problem.detail).strip(" .") else ""
+            message = f"intro: not a valid broadcast text ({refused.problem.key}{detail})"
+            errors.append(ContentError(file, lines.line(("surveys", i, "intro")), message))
     return errors
 
 

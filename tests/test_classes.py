@@ -410,3 +410,14 @@ async def test_no_reminder_after_cancelling_or_stop_and_late_sign_ups_get_only_t
     assert await bulk_to(sessions, "b") == []
     assert len(await bulk_to(sessions, "c")) == 2
     assert len(await bulk_to(sessions, "late")) == 1
+
+
+async def test_deleting_my_data_gives_my_seat_back(town: Dispatcher, shipped: Catalog, sessions) -> None:
+    class_id = await new_class(sessions, capacity=1)
+    a, _ = await signed_up_residents(town, shipped, "a", "b")
+    await a.send("/xoa")
+    await a.choose(shipped.label("delete.yes"))
+    assert list((await statuses(sessions, class_id)).values()) == ["waiting"]  # a's row went with a
+    assert await fill_waiting_lists(sessions, shipped, T0) == 1  # the scheduler seats b
+    assert list((await statuses(sessions, class_id)).values()) == ["seated"]
+    assert len(await bulk_to(sessions, "b")) == 1

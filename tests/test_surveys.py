@@ -159,3 +159,30 @@ async def test_typed_keyword_opens_the_survey_and_deleting_my_data_deletes_my_an
     await person.choose(shipped.label("delete.yes"))
     async with sessions() as session:
         assert list(await session.scalars(select(SurveyAnswer.id))) == []
+
+
+# --- content check -------------------------------------------------------------------------------
+
+
+def test_content_check_reports_a_bad_survey_and_a_target_on_a_missing_question(tmp_path) -> None:
+    from content import CONTENT_DIR, read_content
+    from flows.catalog import check_content
+    from tests.conftest import make_content
+
+    content = make_content(tmp_path)
+    surveys = (CONTENT_DIR / "surveys.yaml").read_text(encoding="utf-8")
+    (content / "surveys.yaml").write_text(surveys.replace("{{ thon }}", "{{ thon.__class__ }}"), encoding="utf-8")
+    community = (content / "community.yaml").read_text(encoding="utf-8")
+    target = "targets:\n  - {id: phones, label: x, measure: MEASURE, survey: chi_so_so, question: QUESTION}\n"
+    (content / "community.yaml").write_text(
+        community + target.replace("MEASURE", "survey_adults").replace("QUESTION", "tablets"), encoding="utf-8"
+    )
+    problems = [str(p) for p in check_content(read_content(content))]
+    intro = next(i for i, line in enumerate(surveys.splitlines(), 1) if line.strip().startswith("intro:"))
+    assert f"content/surveys.yaml:{intro}: intro: not a valid broadcast text (broadcast_template_forbidden)" in problems
+    assert any("no question 'tablets' in survey 'chi_so_so'" in p for p in problems), problems
+    (content / "community.yaml").write_text(
+        community + target.replace("MEASURE", "adults_completed").replace("QUESTION", "smartphone"), encoding="utf-8"
+    )
+    problems = [str(p) for p in check_content(read_content(content))]
+    assert any("other targets take neither" in p for p in problems), problems
