@@ -15,7 +15,7 @@ from flows.catalog import Catalog
 from storage.areas import seed_areas
 from storage.households import create_household
 from storage.metrics import area_metrics
-from storage.models import Broadcast, OutboxMessage, Person, Role, SurveyAnswer
+from storage.models import AuditEntry, Broadcast, OutboxMessage, Person, Role, SurveyAnswer
 from storage.roles import grant
 from storage.surveys import answers_by_area
 from tests.chat import Chat, labels, texts
@@ -133,6 +133,9 @@ async def test_an_officer_sends_the_invitation_like_a_broadcast(town: Dispatcher
     async with sessions() as session:
         broadcast = (await session.scalars(select(Broadcast))).one()
     assert broadcast.survey == SURVEY
+    async with sessions() as session:
+        confirmed = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "broadcast_confirmed"))).one()
+    assert confirmed.detail["survey"] == SURVEY
     assert await service.start_run(sessions, shipped, broadcast.id, broadcast.send_at, T0) is not None
     async with sessions() as session:
         sent = list(await session.scalars(select(OutboxMessage).where(OutboxMessage.run_id.is_not(None))))

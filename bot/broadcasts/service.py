@@ -163,6 +163,7 @@ async def confirm(session: AsyncSession, broadcast_id: int, now: dt.datetime) ->
         now=now,
         broadcast=broadcast_id,
         every_year=broadcast.every_year,
+        survey=broadcast.survey,
     )
     return True
 
