@@ -519,7 +519,8 @@ def _metrics(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{name:<32} {row.people_reached:>8} {adults:>14} {row.households_registered:>10} {homes:>16}")
         for target in row.targets:
             planned = f", {year} target {_percent(target.target)}" if target.target is not None else ""
-            print(f"{'':<4}{target.label}: {_percent(target.percent)}{planned}")
+            reported = " (self-reported, survey)" if target.self_reported else ""
+            print(f"{'':<4}{target.label}{reported}: {_percent(target.percent)}{planned}")
     print(
         f"\n'adults done': completed {', '.join(catalog.community.gia_dinh_so.required_modules)}; "
         "'households': registered in the bot; '?': no official count"

@@ -12,6 +12,7 @@ from flows.catalog import (
     MODULES_DIR,
     ROUTING_FILE,
     SCAM_FILE,
+    SURVEYS_FILE,
     ContentFiles,
 )
 
@@ -20,7 +21,7 @@ CONTENT_DIR = Path(__file__).resolve().parent
 
 def read_content(root: Path = CONTENT_DIR) -> ContentFiles:
     """Read a content folder (messages, modules, image names) for :mod:`flows.catalog`."""
-    fixed = (MESSAGES_FILE, ROUTING_FILE, SCAM_FILE, AREAS_FILE, COMMUNITY_FILE)
+    fixed = (MESSAGES_FILE, ROUTING_FILE, SCAM_FILE, AREAS_FILE, COMMUNITY_FILE, SURVEYS_FILE)
     paths = [*(root / name for name in fixed), *sorted((root / MODULES_DIR).glob("*.yaml"))]
     images = root / IMAGES_DIR
     return ContentFiles(

@@ -16,6 +16,7 @@ from flows.model import MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpe
 from flows.normalize import Normalizer
 from flows.router import OUT_OF_SCOPE, Router
 from flows.scam_check import ScamSignals
+from flows.surveys import SurveysFile, SurveySpec
 from flows.types import EventKind
 from flows.yaml_lines import LineMap, load_with_lines
 
@@ -24,6 +25,7 @@ ROUTING_FILE = "routing.yaml"
 SCAM_FILE = "scam_check.yaml"
 AREAS_FILE = "areas.yaml"
 COMMUNITY_FILE = "community.yaml"
+SURVEYS_FILE = "surveys.yaml"  # optional: no file, no surveys
 MODULE_BUTTON_PREFIX = "mod:"
 MODULES_DIR = "modules"
 IMAGES_DIR = "images"
@@ -42,6 +44,10 @@ HOST_ACTION_KEYS = (
     "broadcast",
     "broadcast_status",
     "stuck_list",
+    "classes",
+    "class_host",
+    "survey",
+    "survey_send",
     "link_accounts",
 )
 # Buttons the engine adds by itself; content must define their labels.
@@ -149,6 +155,46 @@ COMMUNITY_TEXT_KEYS = (
     "reminder_nudge",
     "login_link",
     "login_officer_only",
+    "classes_none",
+    "classes_list",
+    "classes_need_village",
+    "class_joined",
+    "class_waiting",
+    "class_cancelled_by_you",
+    "class_gone",
+    "class_promoted",
+    "class_reminder",
+    "class_day_today",
+    "class_day_tomorrow",
+    "class_called_off",
+    "class_host_list",
+    "class_ask_area",
+    "class_ask_topic",
+    "class_ask_group",
+    "class_ask_module",
+    "class_ask_place",
+    "class_ask_at",
+    "class_ask_capacity",
+    "class_capacity_bad",
+    "class_text_bad",
+    "class_confirm",
+    "class_created",
+    "class_dropped",
+    "class_host_gone",
+    "class_attend",
+    "class_attend_name",
+    "class_attend_nobody",
+    "class_attend_saved",
+    "class_call_off_confirm",
+    "class_called_off_done",
+    "survey_none",
+    "survey_pick",
+    "survey_question",
+    "survey_need_village",
+    "survey_thanks",
+    "survey_officer_only",
+    "survey_send_pick",
+    "survey_send_area",
 )
 # Sentences of the quarterly report's DOCX and XLSX.
 REPORT_TEXT_KEYS = (
@@ -163,6 +209,8 @@ REPORT_TEXT_KEYS = (
     "report_adults",
     "report_households",
     "report_volunteers",
+    "report_self_reported",
+    "report_self_reported_item",
     "report_hint_below_target",
     "report_hint_help",
     "report_hint_stuck",
@@ -267,6 +315,24 @@ COMMUNITY_LABELS = (
     "broadcast.state_yearly",
     "broadcast.state_paused",
     "broadcast.state_cancelled",
+    "class.join",
+    "class.leave",
+    "class.new",
+    "class.attend",
+    "class.call_off",
+    "class.call_off_yes",
+    "class.call_off_no",
+    "class.create",
+    "class.cancel",
+    "class.add_person",
+    "class.save",
+    "class.no_module",
+    "class.seated",
+    "class.waiting",
+    "class.walk_in",
+    "survey.start",
+    "survey.self_reported",
+    "survey.respondents",
     *(
         f"outbox.{status}"
         for status in (
@@ -347,7 +413,7 @@ class ContentInvalid(Exception):
         self.errors = errors
 
 
-_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec, CommunitySpec, AreasFile)
+_Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec, CommunitySpec, AreasFile, SurveysFile)
 _sandbox = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
@@ -363,6 +429,7 @@ class Catalog:
     scam_signals: ScamSignals = field(repr=False)
     community: CommunitySpec = field(repr=False)
     areas: tuple[AreaSpec, ...] = field(repr=False)
+    surveys: Mapping[str, SurveySpec] = field(repr=False)
     _steps: Mapping[tuple[str, str], StepSpec] = field(repr=False)
     _templates: Mapping[str, Template] = field(repr=False)
 
@@ -388,6 +455,7 @@ def build_catalog(
     scam: ScamSpec,
     community: CommunitySpec,
     areas: tuple[AreaSpec, ...] = (),
+    surveys: tuple[SurveySpec, ...] = (),
 ) -> Catalog:
     """Index validated specs; templates, the router and the scam signals are built once here."""
     ordered = sorted(modules, key=lambda m: (m.order, m.id))
@@ -410,6 +478,7 @@ def build_catalog(
         scam_signals=ScamSignals.build(scam, normalizer),
         community=community,
         areas=areas,
+        surveys={s.id: s for s in surveys},
         _steps={(m.id, s.id): s for m in ordered for s in m.steps},
         _templates=templates,
     )
@@ -523,15 +592,28 @@ def _load(content: ContentFiles) -> tuple[Catalog | None, list[ContentError]]:
             (areas[1].line(("areas", i)), a.model_dump()) for i, a in enumerate(areas[0].areas)
         )
         errors += [ContentError(_shown(content, AREAS_FILE), p.row, p.message) for p in problems]
+    surveys: tuple[SurveySpec, ...] = ()
+    if SURVEYS_FILE in content.files:
+        from flows.validate import validate_surveys
+
+        parsed_surveys = _parse(content, SURVEYS_FILE, SurveysFile, errors)
+        if parsed_surveys is not None:
+            surveys = tuple(parsed_surveys[0].surveys)
+            errors += validate_surveys(parsed_surveys[0], parsed_surveys[1], _shown(content, SURVEYS_FILE))
     if community is not None and not unreadable_modules:  # else every reference would look unknown
         from flows.validate import validate_community
 
         errors += validate_community(
-            community[0], community[1], _shown(content, COMMUNITY_FILE), {m.id for m in modules}, area_list
+            community[0],
+            community[1],
+            _shown(content, COMMUNITY_FILE),
+            {m.id for m in modules},
+            area_list,
+            {s.id: s for s in surveys},
         )
     if errors or messages is None or routing is None or scam is None or community is None:
         return None, errors
-    return build_catalog(modules, messages[0], routing[0], scam[0], community[0], tuple(area_list)), []
+    return build_catalog(modules, messages[0], routing[0], scam[0], community[0], tuple(area_list), surveys), []
 
 
 def _shown(content: ContentFiles, path: str) -> str:

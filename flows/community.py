@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AREA_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 AREA_COLUMNS = ("code", "parent", "kind", "name", "households", "adults")
@@ -71,14 +71,27 @@ class HouseholdRule(_Strict):
 class TargetMeasure(StrEnum):
     ADULTS_COMPLETED = "adults_completed"  # people who completed the required modules / official adults
     HOUSEHOLDS_GIA_DINH_SO = "households_gia_dinh_so"  # "Gia đình số" households / official households
+    # Self-reported: the sum of a survey question's answer values (adults per household) / official adults
+    SURVEY_ADULTS = "survey_adults"
 
 
 class TargetSpec(_Strict):
+    """A percent target; a ``survey_adults`` one names the survey question whose answers it adds up."""
+
     id: str
     label: str
     measure: TargetMeasure
     percent_by_year: dict[int, float] = {}
     source: str = ""
+    survey: str | None = None
+    question: str | None = None
+
+    @model_validator(mode="after")
+    def _survey_named(self) -> TargetSpec:
+        named = self.survey is not None and self.question is not None
+        if (self.measure is TargetMeasure.SURVEY_ADULTS) != named:
+            raise ValueError("a survey_adults target needs `survey` and `question`; other targets take neither")
+        return self
 
 
 class FieldItem(_Strict):
@@ -122,6 +135,33 @@ class Reminders(_Strict):
         return value
 
 
+class ClassGroup(_Strict):
+    """Whom a community class is for (e.g. older people); shown to residents, not checked."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]{1,30}$")
+    label: str = Field(min_length=1, max_length=60)
+
+
+class ClassRules(_Strict):
+    """Community classes: who they may be for, and the reminders to those with a seat.
+
+    Reminder k is due ``reminder_hours[k]`` hours before the start (at most one each, the latest
+    due one only); none is delivered during quiet hours: one due then goes when they end, if the
+    class has not started yet.
+    """
+
+    groups: list[ClassGroup] = Field(default=[ClassGroup(id="all", label="Mọi người")], min_length=1, max_length=8)
+    reminder_hours: list[float] = Field(default=[24, 2], max_length=4)
+    max_capacity: int = Field(default=300, ge=1)
+
+    @field_validator("reminder_hours")
+    @classmethod
+    def _decreasing(cls, value: list[float]) -> list[float]:
+        if any(hours <= 0 for hours in value) or value != sorted(set(value), reverse=True):
+            raise ValueError("reminder_hours must be positive and decreasing, e.g. [24, 2]")
+        return value
+
+
 class CommuneRules(_Strict):
     gia_dinh_so: HouseholdRule | None = None
     targets: list[TargetSpec] | None = None
@@ -135,6 +175,7 @@ class CommunitySpec(_Strict):
     field_visit: list[FieldItem] = Field(min_length=1)
     quiet_hours: QuietHours = QuietHours()
     reminders: Reminders = Reminders()
+    classes: ClassRules = ClassRules()
     communes: dict[str, CommuneRules] = {}
 
     def rule_for(self, commune: str | None) -> HouseholdRule:

@@ -11,6 +11,7 @@ from flows.types import Button, ConversationState, Mode, Reply, ReplyLink
 MENU, BACK, STUCK, RETRY, HUMAN, CONTINUE = "menu", "back", "stuck", "retry", "human", "continue"
 HELP, STOP, SUBSCRIBE, SCAM_CHECK = "help", "stop", "subscribe", "scam_check"
 HOUSEHOLD = "household"
+CLASSES = "classes"
 ANSWER_PREFIX = "goto:"  # internal choice key for a free-text answer; never shown as a button
 
 
@@ -108,6 +109,7 @@ def _mode_choices(catalog: Catalog, state: ConversationState) -> list[Choice]:
         return [
             *found,
             action(catalog, state, SCAM_CHECK),
+            action(catalog, state, CLASSES),
             action(catalog, state, HOUSEHOLD),
             action(catalog, state, HUMAN),
         ]

@@ -80,6 +80,7 @@ class EventKind(StrEnum):
     HELP_REQUESTED = "help_requested"
     COMPLETED = "completed"
     RETRACTED = "retracted"  # corrects an earlier event (corrects_id); the log itself is never edited
+    ATTENDED = "attended"  # was present at a community class (recorded by the volunteer who held it)
 
 
 @dataclass(frozen=True)

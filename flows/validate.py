@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from flows.broadcast_template import TemplateRefused, compile_template
 from flows.catalog import (
     ACTION_KEYS,
     IMAGES_DIR,
@@ -16,6 +17,7 @@ from flows.catalog import (
 from flows.community import AreaKind, AreaSpec, CommunitySpec
 from flows.model import BUTTON_ID_MAX_BYTES, MessagesSpec, ModuleSpec, RoutingSpec, ScamSpec, StepSpec
 from flows.scam_check import DOMAIN_FLAGS
+from flows.surveys import SurveysFile, SurveySpec
 from flows.text import fold
 from flows.yaml_lines import LineMap
 
@@ -26,6 +28,7 @@ __all__ = [
     "validate_module",
     "validate_routing",
     "validate_scam",
+    "validate_surveys",
 ]
 
 _Report = Callable[[tuple[object, ...], str], None]
@@ -94,9 +97,15 @@ def validate_messages(messages: MessagesSpec, lines: LineMap, file: str) -> list
 
 
 def validate_community(
-    community: CommunitySpec, lines: LineMap, file: str, modules: set[str], areas: list[AreaSpec]
+    community: CommunitySpec,
+    lines: LineMap,
+    file: str,
+    modules: set[str],
+    areas: list[AreaSpec],
+    surveys: Mapping[str, SurveySpec] | None = None,
 ) -> list[ContentError]:
-    """Modules named by the rule and the field-visit items exist; ids are unique; overrides name communes."""
+    """Modules named by the rule and the field-visit items exist; ids are unique; overrides name communes;
+    survey targets name a survey question whose every option has a value."""
     errors: list[ContentError] = []
 
     def err(path: tuple[object, ...], message: str) -> None:
@@ -121,12 +130,35 @@ def validate_community(
     for i, target in enumerate(community.targets):
         if ids.count(target.id) > 1:
             err(("targets", i, "id"), f"duplicate target '{target.id}'")
+        if target.survey is not None:
+            survey = (surveys or {}).get(target.survey)
+            question = survey.question(target.question or "") if survey else None
+            if question is None:
+                err(("targets", i, "survey"), f"no question '{target.question}' in survey '{target.survey}'")
+            elif any(o.value is None for o in question.options):
+                err(("targets", i, "question"), f"every option of '{target.question}' needs a `value` to add up")
+    group_ids = [g.id for g in community.classes.groups]
+    if len(set(group_ids)) != len(group_ids):
+        err(("classes", "groups"), "class group ids must be unique")
     communes = {a.code for a in areas if a.kind is AreaKind.COMMUNE}
     for code, rules in community.communes.items():
         if areas and code not in communes:
             err(("communes", code), f"'{code}' is not a commune in areas.yaml")
         if rules.gia_dinh_so is not None:
             check_rule(("communes", code, "gia_dinh_so"), rules.gia_dinh_so.required_modules)
+    return errors
+
+
+def validate_surveys(surveys: SurveysFile, lines: LineMap, file: str) -> list[ContentError]:
+    """Each invitation is a valid broadcast template."""
+    errors: list[ContentError] = []
+    for i, survey in enumerate(surveys.surveys):
+        try:
+            compile_template(survey.intro)
+        except TemplateRefused as refused:
+            detail = f": {refused.problem.detail}" if str(refused.problem.detail).strip(" .") else ""
+            message = f"intro: not a valid broadcast text ({refused.problem.key}{detail})"
+            errors.append(ContentError(file, lines.line(("surveys", i, "intro")), message))
     return errors
 
 

@@ -19,6 +19,7 @@ from storage.codes import new_code, normalise_code
 from storage.households import delete_if_empty
 from storage.models import Base, LinkCode, ParticipationEvent, Person
 from storage.roles import audit, code_hash
+from storage.surveys import merge_respondents
 
 LINK_CODE_LENGTH = 6  # household codes have 8, mentor codes 7, invites 10: the length says what a code is
 LINK_CODE_MINUTES = 10
@@ -120,6 +121,7 @@ async def merge_people(session: AsyncSession, keep: Person, gone: Person, now: d
         await session.execute(
             update(ParticipationEvent).where(ParticipationEvent.subject == gone.subject).values(subject=keep.subject)
         )
+    await merge_respondents(session, keep.id, gone.id)
     household_id = gone.household_id
     await session.execute(delete(Person).where(Person.id == gone.id))
     session.expunge(gone)

@@ -27,7 +27,10 @@ a later retraction does not cancel anything yet):
     its children's, when every child has one (else None);
   - ``targets``: each target of the area's commune (the defaults for a province) with the measured
     percent (adults_completed / adults or households_gia_dinh_so / households; None without an official
-    count) and the percent planned for the year.
+    count) and the percent planned for the year. A ``survey_adults`` target is self-reported: the sum of
+    the answers' values to its survey question (adults per household) given for the area, over the
+    official adults; households that have not answered count as none. Answers replace earlier ones, so
+    with ``until`` an answer changed since counts with its new value only if it was given by then.
 
   Everything but the household figures and ``residents_registered`` comes from the log alone (``subject``,
   ``area_code``), so it stays the same when a person deletes their data. Events without a subject (rows
@@ -54,7 +57,7 @@ from sqlalchemy.orm import aliased
 from flows.community import AreaKind, CommunitySpec, HouseholdRule, TargetMeasure
 from flows.types import EventKind
 from storage.areas import name_key
-from storage.models import Area, Household, ParticipationEvent, Person, RoleGrant
+from storage.models import Area, Household, ParticipationEvent, Person, RoleGrant, SurveyAnswer
 
 __all__ = [
     "AreaMetrics",
@@ -87,6 +90,9 @@ class TargetProgress:
     measure: TargetMeasure
     percent: float | None  # None when the official count is missing or 0
     target: float | None  # None when the plan sets nothing for the year
+    value: int = 0  # what is counted (people, households, adults residents reported)
+    whole: int | None = None  # the official count it is a percent of
+    self_reported: bool = False  # from survey answers, not from the log
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,33 @@ async def _household_rows(
     ]
 
 
+async def _survey_sums(
+    session: AsyncSession, community: CommunitySpec, roots: Sequence[str] | None, until: dt.datetime | None
+) -> dict[tuple[str, str], dict[str, int]]:
+    """For each survey question a target adds up: the sum of its answers' values per area."""
+    wanted = {
+        (t.survey, t.question)
+        for targets in (community.targets, *(r.targets or () for r in community.communes.values()))
+        for t in targets
+        if t.survey is not None and t.question is not None
+    }
+    if not wanted:
+        return {}
+    a = SurveyAnswer
+    where = [a.survey.in_({s for s, _ in wanted}), a.area_code.is_not(None), *_within(a.area_code, roots)]
+    if until is not None:
+        where.append(a.answered_at <= until)
+    found: defaultdict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for survey, question, area_code, total in await session.execute(
+        select(a.survey, a.question, a.area_code, func.coalesce(func.sum(a.value), 0))
+        .where(*where)
+        .group_by(a.survey, a.question, a.area_code)
+    ):
+        if (survey, question) in wanted:
+            found[(survey, question)][area_code] = int(total)
+    return found
+
+
 async def _people_reached(
     session: AsyncSession, roots: Sequence[str] | None, until: dt.datetime | None
 ) -> dict[str, int]:
@@ -373,6 +406,8 @@ async def area_metrics(
         registered = registered.where(Person.created_at <= until)
     residents = await _pairs(session, registered.group_by(Person.area_code))
 
+    reported = await _survey_sums(session, community, roots, until)
+
     households_in: Counter[str] = Counter()
     gia_dinh_so_in: Counter[str] = Counter()
     for _, village, done in await _household_rows(session, community, roots, until):
@@ -405,10 +440,16 @@ async def area_metrics(
         }
         targets = []
         for target in community.targets_for(commune_of(code)):
-            value, whole = measured[target.measure]
+            self_reported = target.measure is TargetMeasure.SURVEY_ADULTS
+            if self_reported:
+                sums = reported.get((target.survey or "", target.question or ""), {})
+                value, whole = sum(sums.get(place, 0) for place in inside), official(code, "adults")
+            else:
+                value, whole = measured[target.measure]
             percent = 100 * value / whole if whole else None
+            planned = target.percent_by_year.get(year)
             targets.append(
-                TargetProgress(target.id, target.label, target.measure, percent, target.percent_by_year.get(year))
+                TargetProgress(target.id, target.label, target.measure, percent, planned, value, whole, self_reported)
             )
         return AreaMetrics(
             code=code,

@@ -279,6 +279,7 @@ class Broadcast(Base):
     send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     every_year: Mapped[str | None] = mapped_column(String(11))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    survey: Mapped[str | None] = mapped_column(String(40))  # an invitation to this survey (content/surveys.yaml)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -313,6 +314,75 @@ class ReminderSent(Base):
     module: Mapped[str] = mapped_column(String(40))
     number: Mapped[int] = mapped_column(Integer)
     sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CommunityClass(Base):
+    """A community lesson a volunteer or an officer holds in a village (or for a whole commune)."""
+
+    __tablename__ = "classes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"), index=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    for_group: Mapped[str] = mapped_column(String(30))  # flows.community.ClassGroup id
+    module: Mapped[str | None] = mapped_column(String(40))  # the module it teaches, if any
+    place: Mapped[str] = mapped_column(String(160))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    capacity: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignupStatus(StrEnum):
+    SEATED = "seated"  # has one of the seats (``seat`` 1..capacity)
+    WAITING = "waiting"  # on the waiting list, in order of ``created_at``, id
+    CANCELLED = "cancelled"
+    WALK_IN = "walk_in"  # came without a seat; added by the volunteer at attendance
+
+
+class ClassSignup(Base):
+    """A person's place at a class. Seats are numbered: the unique (class, seat) index is what keeps a
+    class from taking more people than its capacity, whatever runs at the same time."""
+
+    __tablename__ = "class_signups"
+    __table_args__ = (
+        UniqueConstraint("class_id", "person_id", name="uq_class_signup_person"),
+        Index("ix_class_signups_seat", "class_id", "seat", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    seat: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # when they (last) asked for a place
+    seated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)  # how many of the reminders went out
+
+
+class SurveyAnswer(Base):
+    """The latest answer of one respondent (a household, or a person) to one survey question.
+
+    ``respondent`` is "h<household id>" or "p<person id>": a later answer for the same respondent
+    replaces the row, so counts never add up repeated answers. Self-reported, and deleted with the
+    person who gave it.
+    """
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("survey", "question", "respondent", name="uq_survey_answer_respondent"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survey: Mapped[str] = mapped_column(String(40))
+    question: Mapped[str] = mapped_column(String(40))
+    respondent: Mapped[str] = mapped_column(String(40))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    area_code: Mapped[str | None] = mapped_column(String(40), index=True)  # the village it was answered for
+    option: Mapped[str] = mapped_column(String(20))
+    value: Mapped[int | None] = mapped_column(Integer)
+    answered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class DashboardLogin(Base):

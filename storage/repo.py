@@ -104,6 +104,18 @@ async def delete_person(session: AsyncSession, person: Person) -> None:
         await delete_if_empty(session, household_id)
 
 
+async def accounts_of(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Each person's (channel, external id) to write to: the account added last that still reaches them."""
+    found: dict[int, tuple[str, str]] = {}
+    for person_id, channel, external_id in await session.execute(
+        select(ChannelIdentity.person_id, ChannelIdentity.channel, ChannelIdentity.external_id)
+        .where(ChannelIdentity.person_id.in_(list(person_ids)), ChannelIdentity.unreachable_since.is_(None))
+        .order_by(ChannelIdentity.id)
+    ):
+        found[person_id] = (channel, external_id)
+    return found
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message to queue in the outbox."""

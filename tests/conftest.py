@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.app import App, open_app
 from bot.cli import main
+from bot.config import Settings
 from content import CONTENT_DIR, read_content
 from flows.catalog import AREAS_FILE, COMMUNITY_FILE, ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
@@ -150,3 +152,11 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+async def app(tmp_path: Path, db_url: str) -> AsyncIterator[App]:
+    """The whole bot (catalog, database, dispatcher, sender) on each database, no channel attached."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
+    async with open_app(settings) as opened:
+        yield opened

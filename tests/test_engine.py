@@ -30,6 +30,7 @@ def test_start_greets_and_shows_menu(mini: Catalog) -> None:
     assert labels(outcome) == [
         "Bài thử",
         mini.action_label("scam_check"),
+        mini.action_label("classes"),
         mini.action_label("household"),
         mini.action_label("human"),
     ]

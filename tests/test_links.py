@@ -15,8 +15,9 @@ from flows.catalog import Catalog
 from flows.types import EventKind
 from storage.areas import seed_areas
 from storage.households import create_household
-from storage.models import AuditEntry, ChannelIdentity, Household, ParticipationEvent, Person
+from storage.models import AuditEntry, ChannelIdentity, Household, ParticipationEvent, Person, SurveyAnswer
 from storage.roles import Role, active_grants, grant
+from storage.surveys import save_answer
 from tests.chat import Chat, texts
 from tests.helpers import T0, FakeClock, as_numbers
 
@@ -140,3 +141,26 @@ async def test_own_expired_used_and_concurrent_codes(town: Dispatcher, shipped: 
     assert shipped.say("code_unknown") in texts(await late.send(f"/ma {old}"))
     assert shipped.say("link_done") in texts(await late.send(f"/ma {new}"))
     assert clock() - T0 < dt.timedelta(minutes=12)
+
+
+async def test_survey_answers_of_the_merged_person_become_the_kept_persons(
+    town: Dispatcher, shipped: Catalog, sessions
+) -> None:
+    telegram, zalo = account(town, "telegram", "4001"), account(town, "zalo_oa", "z-4001")
+    await telegram.join()
+    await zalo.join()
+    survey = shipped.surveys["chi_so_so"]
+    first, second = survey.questions[0], survey.questions[1]
+    keep, gone = await telegram.person(), await zalo.person()
+    async with sessions.begin() as session:  # no household: each answers for themselves
+        await save_answer(session, survey, first.id, first.options[0], await session.get(Person, keep.id), T0)
+        await save_answer(session, survey, first.id, first.options[1], await session.get(Person, gone.id), T0)
+        await save_answer(session, survey, second.id, second.options[1], await session.get(Person, gone.id), T0)
+    await zalo.send(f"/ma {await link_code(telegram)}")
+    async with sessions() as session:
+        rows = (
+            await session.execute(select(SurveyAnswer.question, SurveyAnswer.respondent, SurveyAnswer.option))
+        ).all()
+    assert sorted(rows) == sorted(
+        [(first.id, f"p{keep.id}", first.options[0].id), (second.id, f"p{keep.id}", second.options[1].id)]
+    )

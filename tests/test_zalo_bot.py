@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,11 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bot.app import App, open_app
+from bot.app import App
 from bot.channels.web import WebChat, WebTransport
 from bot.channels.zalo import ZaloChannels
 from bot.channels.zalo_bot import SECRET_HEADER, WEBHOOK_PATH, ZaloBotApi, ZaloBotChannel, ZaloBotTransport
-from bot.config import Settings
 from bot.ratelimit import RateLimits
 from bot.server import create_web_app
 from bot.transport import Rejected, RetryLater
@@ -39,13 +37,6 @@ async def emulator() -> AsyncIterator[tuple[ZaloBotEmulator, str]]:
     await server.start_server()
     yield emulator, f"http://127.0.0.1:{server.port}/bot"
     await server.close()
-
-
-@pytest.fixture
-async def app(tmp_path: Path, db_url: str) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=Path("content"))
-    async with open_app(settings) as app:
-        yield app
 
 
 @contextlib.asynccontextmanager

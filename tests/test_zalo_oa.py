@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -47,13 +46,6 @@ async def zalo(clock: FakeClock) -> AsyncIterator[tuple[ZaloOAEmulator, str]]:
     await server.start_server()
     yield emulator, f"http://127.0.0.1:{server.port}"
     await server.close()
-
-
-@pytest.fixture
-async def app(tmp_path: Path, db_url: str) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=Path("content"))
-    async with open_app(settings) as app:
-        yield app
 
 
 class Harness:

@@ -20,8 +20,8 @@ from flows.catalog import Catalog
 from flows.screen import unfinished_module
 from flows.types import Button, ConversationState, Reply
 from storage.clock import LOCAL_TZ
-from storage.models import ChannelIdentity, Conversation, Person, Priority, ReminderSent
-from storage.repo import Outgoing, enqueue
+from storage.models import Conversation, Person, Priority, ReminderSent
+from storage.repo import Outgoing, accounts_of, enqueue
 
 BATCH = 500
 LOOKBACK_DAYS = 14  # past the last delay: people silent longer than this are not nudged any more
@@ -101,13 +101,7 @@ async def _queue(
                 .group_by(ReminderSent.person_id, ReminderSent.module)
             )
         }
-        accounts = {}  # person -> the account added last that still reaches them
-        for person_id, channel, external_id in await session.execute(
-            select(ChannelIdentity.person_id, ChannelIdentity.channel, ChannelIdentity.external_id)
-            .where(ChannelIdentity.person_id.in_(ids), ChannelIdentity.unreachable_since.is_(None))
-            .order_by(ChannelIdentity.id)
-        ):
-            accounts[person_id] = (channel, external_id)
+        accounts = await accounts_of(session, ids)
         rows, messages = [], []
         for person in batch:
             number = _due_number(delays, now - person.silent_since)

@@ -10,7 +10,8 @@ would wait on our own open transactions while holding up the event loop).
 
 The broadcasts table stays the truth: a job only says "look at broadcast N now". The leader's
 ``tick`` (every ``TICK_SECONDS``) adds jobs missing for confirmed broadcasts (e.g. confirmed by a
-process that crashed before scheduling), finishes runs a crash interrupted, and sends reminders.
+process that crashed before scheduling), finishes runs a crash interrupted, sends reminders (modules
+and classes) and seats people waiting for a class where a seat is free.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.broadcasts import reminders
+from bot.broadcasts import class_notices, reminders
 from bot.broadcasts.service import pending_runs, start_run, yearly_due
 from flows.catalog import Catalog
 from storage.clock import LOCAL_TZ, Clock, utc_now
@@ -179,7 +180,10 @@ class BroadcastScheduler:
         for broadcast_id, due_at in interrupted:
             if await start_run(self._sessions, self._catalog, broadcast_id, due_at, now) is not None:
                 self._wake_sender()
-        if await reminders.send_due(self._sessions, self._catalog, now):
+        queued = await reminders.send_due(self._sessions, self._catalog, now)
+        queued += await class_notices.send_reminders(self._sessions, self._catalog, now)
+        queued += await class_notices.fill_waiting_lists(self._sessions, self._catalog, now)
+        if queued:
             self._wake_sender()
 
     # --- leadership ------------------------------------------------------------------------

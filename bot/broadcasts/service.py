@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.broadcast_template import CompiledTemplate, compile_template
 from flows.catalog import Catalog
 from flows.screen import unfinished_module
+from flows.surveys import SURVEY_BUTTON_PREFIX
 from flows.types import Button, ConversationState, Reply
 from storage.audience import Audience, HouseholdFilter, Recipient, Who, by_channel, recipients
 from storage.clock import LOCAL_TZ
@@ -88,8 +89,10 @@ async def _areas(session: AsyncSession) -> dict[str, Area]:
     return {area.code: area for area in await session.scalars(select(Area))}
 
 
-def _reply(catalog: Catalog, text: str) -> Reply:
-    return Reply(text=text, buttons=(Button("menu", catalog.action_label("menu")),))
+def _reply(catalog: Catalog, text: str, survey: str | None = None) -> Reply:
+    """A broadcast's message: its text, and the button to answer its survey if it invites to one."""
+    buttons = (Button(f"{SURVEY_BUTTON_PREFIX}{survey}", catalog.label("survey.start")),) if survey else ()
+    return Reply(text=text, buttons=(*buttons, Button("menu", catalog.action_label("menu"))))
 
 
 async def preview(session: AsyncSession, catalog: Catalog, audience: Audience, template: str) -> Preview:
@@ -115,6 +118,7 @@ async def create_draft(
     now: dt.datetime,
     send_at: dt.datetime | None = None,
     every_year: str | None = None,
+    survey: str | None = None,
 ) -> Broadcast:
     """A draft over areas the author may act on (PermissionError otherwise); nothing is sent yet."""
     compile_template(template)
@@ -129,6 +133,7 @@ async def create_draft(
         status=BroadcastStatus.DRAFT,
         send_at=send_at,
         every_year=every_year,
+        survey=survey,
         paused=False,
         created_at=now,
     )
@@ -158,6 +163,7 @@ async def confirm(session: AsyncSession, broadcast_id: int, now: dt.datetime) ->
         now=now,
         broadcast=broadcast_id,
         every_year=broadcast.every_year,
+        survey=broadcast.survey,
     )
     return True
 
@@ -207,12 +213,12 @@ async def start_run(
         run = await _run_for(session, broadcast_id, due_at, now)
         if run.queued_at is not None:
             return run.id
-        run_id, template = run.id, broadcast.template
+        run_id, template, survey = run.id, broadcast.template, broadcast.survey
         found = await recipients(session, catalog.community, audience)
         areas = await _areas(session)
     compiled = compile_template(template)
     for start in range(0, len(found), CHUNK):
-        await _queue_chunk(sessions, catalog, compiled, areas, found[start : start + CHUNK], run_id, now)
+        await _queue_chunk(sessions, catalog, compiled, areas, found[start : start + CHUNK], run_id, now, survey)
     async with sessions.begin() as session:
         run = await session.get(BroadcastRun, run_id)
         broadcast = await session.get(Broadcast, broadcast_id)
@@ -250,13 +256,14 @@ async def _queue_chunk(
     chunk: Sequence[Recipient],
     run_id: int,
     now: dt.datetime,
+    survey: str | None = None,
 ) -> None:
     messages = []
     for recipient in chunk:
         text = compiled.render(text_values(catalog, areas, recipient))
         if len(text) > TEXT_LIMITS.get(recipient.channel, DEFAULT_TEXT_LIMIT):
             continue  # refused at preview; a name added since may make one text too long: left out
-        payload = _reply(catalog, text).to_dict()
+        payload = _reply(catalog, text, survey).to_dict()
         messages.append(
             Outgoing(recipient.channel, recipient.external_id, recipient.person_id, payload, Priority.BULK, run_id)
         )

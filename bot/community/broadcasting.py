@@ -22,7 +22,7 @@ from bot.community.volunteers import volunteer_scope
 from flows.broadcast_template import TemplateRefused, compile_template
 from flows.community import AreaKind
 from storage.audience import Audience
-from storage.clock import LOCAL_TZ
+from storage.clock import LOCAL_TZ, local_text
 from storage.models import Area, Broadcast, BroadcastStatus
 from storage.roles import scope
 
@@ -42,7 +42,7 @@ async def open_broadcast(turn: Turn) -> None:
     areas = await volunteer_scope(turn)
     if areas is None:
         return
-    found = await _areas_in(turn, areas)
+    found = await areas_in(turn, areas)
     if len(found) == 1:
         _ask_who(turn, found[0].code)
         return
@@ -95,9 +95,27 @@ def _audience(turn: Turn, choice: dict[str, Any]) -> dict[str, Any]:
     return service.audience_for(str(choice["area"]), str(choice["who"]), module, turn.now).to_dict()
 
 
-def _ask_text(turn: Turn, audience: dict[str, Any], key: str = "broadcast_ask_text", **values: Any) -> None:
+def _ask_text(
+    turn: Turn, audience: dict[str, Any], key: str = "broadcast_ask_text", survey: str | None = None, **values: Any
+) -> None:
     text = turn.say("broadcast_ask_text") if key == "broadcast_ask_text" else turn.say(key, **values)
-    ask(turn, "bc.text", text, [menu_option(turn)], free_text=True, audience=audience)
+    kept = {"survey": survey} if survey else {}
+    ask(turn, "bc.text", text, [menu_option(turn)], free_text=True, audience=audience, **kept)
+
+
+def ask_when(turn: Turn, audience: dict[str, Any], template: str, survey: str | None = None) -> None:
+    """The "when" stage, for a text already checked (a broadcast's, or a survey's invitation)."""
+    options = [Option(key, turn.label(f"broadcast.when_{key}")) for key in (NOW, MORNING, AT, YEARLY)]
+    kept = {"survey": survey} if survey else {}
+    ask(
+        turn,
+        "bc.when",
+        turn.say("broadcast_ask_when"),
+        [*options, menu_option(turn)],
+        audience=audience,
+        template=template,
+        **kept,
+    )
 
 
 async def on_text(turn: Turn, answer: Picked) -> None:
@@ -114,15 +132,7 @@ async def on_text(turn: Turn, answer: Picked) -> None:
     except TemplateRefused as refused:
         repeat(turn, refused.problem.key, detail=refused.problem.detail)
         return
-    options = [Option(key, turn.label(f"broadcast.when_{key}")) for key in (NOW, MORNING, AT, YEARLY)]
-    ask(
-        turn,
-        "bc.when",
-        turn.say("broadcast_ask_when"),
-        [*options, menu_option(turn)],
-        audience=audience,
-        template=answer.text,
-    )
+    ask_when(turn, audience, answer.text, turn.state.dialog_data.get("survey"))
 
 
 async def on_when(turn: Turn, answer: Picked) -> None:
@@ -142,24 +152,32 @@ async def on_when(turn: Turn, answer: Picked) -> None:
             free_text=True,
             audience=stage.get("audience"),
             template=stage.get("template"),
+            survey=stage.get("survey"),
         )
     else:
         show_menu(turn)
 
 
-async def on_at(turn: Turn, answer: Picked) -> None:
-    moment = _parse_moment(answer.text or "", turn.now)
+def future_moment(turn: Turn, text: str | None) -> dt.datetime | None:
+    """The local moment typed ("15/12 8:00"), if it is to come; else None, after asking again why."""
+    moment = parse_moment(text or "", turn.now)
     if moment is None:
         repeat(turn, "broadcast_at_bad")
-        return
+        return None
     if moment <= turn.now.astimezone(LOCAL_TZ):
         repeat(turn, "broadcast_at_past")
-        return
-    await _preview(turn, moment, None)
+        return None
+    return moment
+
+
+async def on_at(turn: Turn, answer: Picked) -> None:
+    moment = future_moment(turn, answer.text)
+    if moment is not None:
+        await _preview(turn, moment, None)
 
 
 async def on_yearly(turn: Turn, answer: Picked) -> None:
-    moment = _parse_moment(answer.text or "", turn.now)
+    moment = parse_moment(answer.text or "", turn.now)
     quiet = turn.catalog.community.quiet_hours
     if moment is None:
         repeat(turn, "broadcast_at_bad")
@@ -181,7 +199,7 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
         allowed = quiet.next_allowed(local_at)
         if allowed != local_at:
             notes.append(
-                turn.say("broadcast_quiet_moved", start=_hm(quiet.start), end=_hm(quiet.end), at=_when(allowed))
+                turn.say("broadcast_quiet_moved", start=_hm(quiet.start), end=_hm(quiet.end), at=local_text(allowed))
             )
             local_at = allowed
     seen = await service.preview(turn.session, turn.catalog, audience, template)
@@ -189,7 +207,13 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
         channel, count = next(iter(seen.too_long.items()))
         limit = service.TEXT_LIMITS.get(channel, service.DEFAULT_TEXT_LIMIT)
         _ask_text(
-            turn, stage["audience"], "broadcast_too_long", count=count, channel=_channel(turn, channel), limit=limit
+            turn,
+            stage["audience"],
+            "broadcast_too_long",
+            stage.get("survey"),
+            count=count,
+            channel=_channel(turn, channel),
+            limit=limit,
         )
         return
     if not seen.total:
@@ -203,6 +227,7 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
         turn.now,
         send_at=local_at.astimezone(dt.UTC) if local_at else None,
         every_year=every_year,
+        survey=stage.get("survey"),
     )
     text = turn.say(
         "broadcast_preview",
@@ -217,7 +242,8 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
         Option(REWRITE, turn.label("broadcast.rewrite")),
         Option(CANCEL, turn.label("broadcast.cancel")),
     ]
-    ask(turn, "bc.confirm", text, options, broadcast=draft.id, audience=stage["audience"])
+    kept = {"survey": stage["survey"]} if stage.get("survey") else {}
+    ask(turn, "bc.confirm", text, options, broadcast=draft.id, audience=stage["audience"], **kept)
 
 
 async def on_confirm(turn: Turn, answer: Picked) -> None:
@@ -229,7 +255,7 @@ async def on_confirm(turn: Turn, answer: Picked) -> None:
         return
     if answer.value == REWRITE and broadcast.status == BroadcastStatus.DRAFT:
         await turn.session.delete(broadcast)
-        _ask_text(turn, stage.get("audience") or {})
+        _ask_text(turn, stage.get("audience") or {}, survey=stage.get("survey"))
         return
     if answer.value != SEND:
         if broadcast.status == BroadcastStatus.DRAFT:
@@ -372,7 +398,8 @@ async def _scope(turn: Turn) -> set[str]:
     return await scope(turn.session, turn.person.id)
 
 
-async def _areas_in(turn: Turn, codes: set[str]) -> list[Area]:
+async def areas_in(turn: Turn, codes: set[str]) -> list[Area]:
+    """The communes and villages among ``codes``: communes first, then by name (for an area question)."""
     found = await turn.session.scalars(
         select(Area).where(Area.code.in_(codes), Area.kind.in_([AreaKind.COMMUNE, AreaKind.VILLAGE]))
     )
@@ -386,7 +413,7 @@ async def _own(turn: Turn, broadcast_id: object) -> Broadcast | None:
     return broadcast if broadcast is not None and broadcast.author_id == turn.person.id else None
 
 
-def _parse_moment(text: str, now: dt.datetime) -> dt.datetime | None:
+def parse_moment(text: str, now: dt.datetime) -> dt.datetime | None:
     """ "15/12 8:00", "15/12/2026 8h30" -> a local time (the next such date when no year is given)."""
     match = _DAY_TIME.match(text.strip().lower())
     if not match:
@@ -411,18 +438,13 @@ def _hm(moment: dt.time) -> str:
     return f"{moment.hour}:{moment.minute:02d}"
 
 
-def _when(local: dt.datetime) -> str:
-    """ "8:00 15/12/2026": how the texts show a moment."""
-    return f"{local.hour}:{local.minute:02d} {local.day}/{local.month}/{local.year}"
-
-
 def _describe_when(turn: Turn, local_at: dt.datetime | None, every_year: str | None) -> str:
     if every_year:
         month_day, hour_minute = every_year.split()
         month, day = month_day.split("-")
         return turn.say("broadcast_when_yearly", day=f"{int(day)}/{int(month)}", time=hour_minute.lstrip("0"))
     if local_at is not None:
-        return turn.say("broadcast_when_at", at=_when(local_at))
+        return turn.say("broadcast_when_at", at=local_text(local_at))
     return turn.say("broadcast_when_now")
 
 

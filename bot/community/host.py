@@ -10,10 +10,23 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from bot.community import broadcasting, codes, households, links, privacy, villages, visits, volunteers
+from bot.community import (
+    broadcasting,
+    class_hosting,
+    classes,
+    codes,
+    households,
+    links,
+    privacy,
+    surveys,
+    villages,
+    visits,
+    volunteers,
+)
 from bot.community.turn import OPTION_PREFIX, Picked, Turn, end, read_answer, repeat
 from flows.catalog import HOST_ACTION_KEYS, MODULE_BUTTON_PREFIX
 from flows.router import RouteKind
+from flows.surveys import SURVEY_BUTTON_PREFIX
 from flows.text import clean, fold
 from flows.types import InboundKind
 
@@ -48,6 +61,23 @@ STAGES: dict[str, Stage] = {
     "bc.yearly": broadcasting.on_yearly,
     "bc.confirm": broadcasting.on_confirm,
     "bc.status": broadcasting.on_status,
+    "classes.list": classes.on_list,
+    "cls.home": class_hosting.on_home,
+    "cls.area": class_hosting.on_area,
+    "cls.topic": class_hosting.on_topic,
+    "cls.group": class_hosting.on_group,
+    "cls.module": class_hosting.on_module,
+    "cls.place": class_hosting.on_place,
+    "cls.at": class_hosting.on_at,
+    "cls.capacity": class_hosting.on_capacity,
+    "cls.confirm": class_hosting.on_confirm,
+    "cls.attend": class_hosting.on_attend,
+    "cls.name": class_hosting.on_name,
+    "cls.off": class_hosting.on_call_off,
+    "sv.pick": surveys.on_pick,
+    "sv.question": surveys.on_question,
+    "svs.pick": surveys.on_send_pick,
+    "svs.area": surveys.on_send_area,
 }
 
 # Commands that take an argument on the same line: "/ma ABCD1234", "/phattin trangthai".
@@ -68,6 +98,10 @@ async def take(turn: Turn) -> bool:
             end(turn)
             await broadcasting.open_status(turn)
             return True
+    if inbound.kind is InboundKind.BUTTON and inbound.button_id.startswith(SURVEY_BUTTON_PREFIX):
+        end(turn)  # a survey's invitation, tapped whenever
+        await surveys.start_survey(turn, inbound.button_id.removeprefix(SURVEY_BUTTON_PREFIX))
+        return True
     if not turn.state.dialog:
         return False
     handler = STAGES.get(turn.state.dialog)
@@ -105,6 +139,10 @@ ACTIONS: dict[str, Callable[[Turn], Awaitable[None]]] = {
     "broadcast": broadcasting.open_broadcast,
     "broadcast_status": broadcasting.open_status,
     "stuck_list": broadcasting.open_stuck,
+    "classes": classes.open_classes,
+    "class_host": class_hosting.open_host,
+    "survey": surveys.open_survey,
+    "survey_send": surveys.open_send,
     "link_accounts": links.open_link,
 }
 

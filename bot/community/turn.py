@@ -141,6 +141,11 @@ def show_menu(turn: Turn, preface: str = "") -> None:
     turn.replies.append(replace(menu, text=text))
 
 
+def joined(*parts: str) -> str:
+    """Texts as paragraphs of one message, the empty ones left out."""
+    return "\n\n".join(part for part in parts if part)
+
+
 def menu_option(turn: Turn) -> Option:
     return Option("menu", turn.label("dialog.menu"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.community.turn import Option, Picked, Turn, ask, show_menu
+from bot.community.turn import Option, Picked, Turn, ask, joined, show_menu
 from storage.areas import communes, villages
 from storage.models import Area
 
@@ -17,10 +17,10 @@ async def open_villages(turn: Turn, then: str, preface: str = "") -> None:
     found = await communes(turn.session)
     if len(found) > 1:
         options = [Option(c.code, c.name) for c in found] + [Option(SKIP, turn.label("dialog.skip"))]
-        ask(turn, "village.commune", _joined(preface, turn.say("village_ask_commune")), options, then=then)
+        ask(turn, "village.commune", joined(preface, turn.say("village_ask_commune")), options, then=then)
         return
     if not found:  # no areas at all: nothing to ask; said only where a village is needed
-        await _after(turn, then, _joined(preface, "" if then == "welcome" else turn.say("village_none")))
+        await _after(turn, then, joined(preface, "" if then == "welcome" else turn.say("village_none")))
         return
     await _ask_village(turn, found[0], then, preface)
 
@@ -48,14 +48,10 @@ async def on_village(turn: Turn, answer: Picked) -> None:
 async def _ask_village(turn: Turn, commune: Area, then: str, preface: str = "") -> None:
     found = await villages(turn.session, within=[commune.code])
     if not found:
-        await _after(turn, then, _joined(preface, turn.say("village_none")))
+        await _after(turn, then, joined(preface, turn.say("village_none")))
         return
     options = [Option(v.code, v.name) for v in found] + [Option(SKIP, turn.label("dialog.skip"))]
-    ask(turn, "village.pick", _joined(preface, turn.say("village_ask", commune=commune.name)), options, then=then)
-
-
-def _joined(*parts: str) -> str:
-    return "\n\n".join(part for part in parts if part)
+    ask(turn, "village.pick", joined(preface, turn.say("village_ask", commune=commune.name)), options, then=then)
 
 
 async def _after(turn: Turn, then: str, said: str) -> None:
@@ -64,7 +60,17 @@ async def _after(turn: Turn, then: str, said: str) -> None:
 
         await ask_label(turn, said)
         return
+    if then == "classes":
+        from bot.community.classes import open_classes
+
+        await open_classes(turn, said)
+        return
+    if then.startswith("survey:"):
+        from bot.community.surveys import start_survey
+
+        await start_survey(turn, then.removeprefix("survey:"), said)
+        return
     if then == "welcome":
-        show_menu(turn, _joined(said, turn.say("welcome")))
+        show_menu(turn, joined(said, turn.say("welcome")))
         return
     show_menu(turn, said)

@@ -30,6 +30,7 @@ from bot.dashboard.auth import (
     officer_of,
     set_cookie,
 )
+from bot.dashboard.community import community_page
 from bot.dashboard.forms import (
     BroadcastRequest,
     ExportRequest,
@@ -113,6 +114,7 @@ class Dashboard:
                 web.post("/export", self.export, name="export_post"),
                 web.get("/report", self.report_page, name="report"),
                 web.post("/report", self.report, name="report_post"),
+                web.get("/community", self.community, name="community"),
                 web.get("/broadcast", self.broadcast_page, name="broadcast"),
                 web.post("/broadcast", self.broadcast_preview, name="broadcast_post"),
                 web.post("/broadcast/confirm", self.broadcast_confirm, name="broadcast_confirm"),
@@ -218,6 +220,20 @@ class Dashboard:
             places = await self._places(session, officer)
         parent = area.parent_code if area.parent_code and officer.may_see(area.parent_code) else None
         return self._render(request, "dashboard/overview.html", page=page, area=area, parent=parent, places=places)
+
+    async def community(self, request: web.Request) -> web.StreamResponse:
+        """Classes (upcoming and the last weeks') and survey results per village, self-reported."""
+        officer = request[OFFICER]
+        code = request.query.get("area") or officer.roots[0]
+        if not officer.may_see(code):
+            return _message("forbidden", 403)
+        async with self._sessions() as session:
+            area = await session.get(Area, code)
+            if area is None:
+                return _message("forbidden", 403)
+            page = await community_page(session, self._catalog, area, self._clock())
+            places = await self._places(session, officer)
+        return self._render(request, "dashboard/community.html", area=area, places=places, **page)
 
     async def export_page(self, request: web.Request, problems: list[str] | None = None) -> web.StreamResponse:
         officer = request[OFFICER]

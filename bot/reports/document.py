@@ -12,7 +12,7 @@ from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Cm, Mm, Pt
 
-from bot.reports.figures import AreaFigures, ReportFigures
+from bot.reports.figures import AreaFigures, ReportFigures, self_reported_lines
 from bot.reports.numbers import day, number, percent
 from flows.catalog import Catalog
 from storage.clock import LOCAL_TZ
@@ -109,6 +109,10 @@ def write_report_docx(catalog: Catalog, figures: ReportFigures, commune: str, ha
             helped=number(sum(v.helped_in_person for v in figures.volunteers)),
         ),
     )
+    if area.self_reported:
+        _body(document, say("report_self_reported"))
+        for line in self_reported_lines(catalog, area.self_reported, quarter.year):
+            _body(document, f"- {line}")
     _fill_in(document, catalog)
 
     _heading(document, label("report.section_difficulties"))

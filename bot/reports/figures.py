@@ -9,10 +9,12 @@ report gives the same numbers, and its totals match what the dashboard showed at
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.reports.numbers import number, percent
 from bot.reports.periods import Quarter, end_moment
 from flows.catalog import Catalog
 from flows.community import AreaKind, TargetMeasure
@@ -42,6 +44,7 @@ class AreaFigures:
     households_registered: int
     adults_target: TargetProgress | None
     households_target: TargetProgress | None
+    self_reported: tuple[TargetProgress, ...] = ()  # survey indicators, as answered by the quarter's end
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ async def report_figures(
             households_registered=metrics.households_registered,
             adults_target=targets.get(TargetMeasure.ADULTS_COMPLETED),
             households_target=targets.get(TargetMeasure.HOUSEHOLDS_GIA_DINH_SO),
+            self_reported=tuple(t for t in metrics.targets if t.self_reported),
         )
 
     funnels: list[dict[str, Funnel]] = [
@@ -125,6 +129,22 @@ async def report_figures(
         until=until,
         partial=until < end_moment(quarter.end),
     )
+
+
+def self_reported_lines(catalog: Catalog, targets: Sequence[TargetProgress], year: int) -> list[str]:
+    """One sentence per survey indicator: what residents reported against the official count and the target."""
+    return [
+        catalog.say(
+            "report_self_reported_item",
+            label=t.label,
+            value=number(t.value),
+            official=number(t.whole) if t.whole else "",
+            percent=percent(t.percent),
+            target=percent(t.target) if t.target is not None else None,
+            year=year,
+        )
+        for t in targets
+    ]
 
 
 def _change(values: list[int]) -> Change:

@@ -9,7 +9,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from bot.export import safe_cell
-from bot.reports.figures import AreaFigures, ReportFigures
+from bot.reports.figures import AreaFigures, ReportFigures, self_reported_lines
 from bot.reports.numbers import day
 from flows.catalog import Catalog
 from storage.clock import LOCAL_TZ
@@ -55,6 +55,12 @@ def write_report_xlsx(catalog: Catalog, figures: ReportFigures, handle: IO[bytes
         ("report.summary_source", catalog.say("report_source_short")),
     ):
         summary.append([label(name), _text(value)])
+    for target, line in zip(
+        figures.area.self_reported,
+        self_reported_lines(catalog, figures.area.self_reported, quarter.year),
+        strict=True,
+    ):
+        summary.append([_text(f"{target.label} ({label('survey.self_reported')})"), _text(line)])
     summary.column_dimensions["A"].width = 28
     summary.column_dimensions["B"].width = 80
 
