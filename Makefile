@@ -38,4 +38,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/broadcast_vs_ptb.py
 	$(BIN)/python bench/broadcast.py --recipients 6000
 	$(BIN)/python bench/fuzz.py
-	$(BIN)/python bench/export_log.py --rows 200000
+	$(BIN)/python bench/export_log.py --rows 100000

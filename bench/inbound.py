@@ -122,9 +122,11 @@ async def flood(url: str, tmp: Path, turns: list[str], args: argparse.Namespace)
             await asyncio.gather(*posts)
 
         flooding = asyncio.create_task(flooder())
+        flood_started = time.monotonic()
         beside = await drive(rig, Load(turns, replies, 50, seconds=args.seconds / 2, rate=100, first_chat=300_000))
         stop.set()
         await flooding
+        flood_seconds = time.monotonic() - flood_started
         await asyncio.sleep(1)
         notice = rig.emulator.texts_to(FLOODER)
         results = {
@@ -134,8 +136,8 @@ async def flood(url: str, tmp: Path, turns: list[str], args: argparse.Namespace)
             "with_flood_p99_ms": beside["p99_ms"],
             "lost": alone["lost"] + beside["lost"],
             "duplicated": alone["duplicated"] + beside["duplicated"],
-            "flood_posted": posted,
-            "flood_replies": len(notice),
+            "flood_posted_per_s": posted / flood_seconds,
+            "flood_answered_per_s": len(notice) / flood_seconds,  # the throttle's 5 a second, and one notice
         }
     return results
 

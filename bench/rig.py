@@ -237,11 +237,15 @@ async def drive(rig: Rig, load: Load) -> dict[str, Any]:
 
     await asyncio.gather(*(worker() for _ in range(load.concurrency)))
     elapsed = time.monotonic() - started
-    quiet_since, count = time.monotonic(), len(emulator.sent)
+
+    def received() -> int:  # by this load's residents only (others may be writing meanwhile)
+        return sum(len(emulator.texts_to(chat)) for chat in turns_done)
+
+    quiet_since, count = time.monotonic(), received()
     while time.monotonic() - quiet_since < 2 and time.monotonic() - started < elapsed + 120:  # late replies
         await asyncio.sleep(0.2)
-        if len(emulator.sent) != count:
-            quiet_since, count = time.monotonic(), len(emulator.sent)
+        if received() != count:
+            quiet_since, count = time.monotonic(), received()
     arrivals: dict[int, list[float]] = {}
     for sent in emulator.sent:
         arrivals.setdefault(sent.chat_id, []).append(sent.at)

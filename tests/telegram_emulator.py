@@ -163,6 +163,8 @@ class TelegramEmulator:
         return _ok(True)
 
     async def _api_answercallbackquery(self, params: dict[str, Any]) -> web.Response:
+        if not params.get("callback_query_id"):
+            return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         self.answered.append(str(params["callback_query_id"]))
         return _ok(True)
 
