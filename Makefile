@@ -31,8 +31,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
+# About 10 minutes. The figures at full size: bench/broadcast.py (20,000 recipients), bench/export_log.py (1M rows).
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/match_accuracy.py
-	$(BIN)/python bench/telegram_webhook.py
-	$(BIN)/python bench/broadcast.py
-	$(BIN)/python bench/export_log.py
+	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/broadcast_vs_ptb.py
+	$(BIN)/python bench/broadcast.py --recipients 6000
+	$(BIN)/python bench/fuzz.py
+	$(BIN)/python bench/zalo_oa_broadcast.py --recipients 2000 --stale 200
+	$(BIN)/python bench/export_log.py --rows 100000

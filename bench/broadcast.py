@@ -26,11 +26,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rig import RESULTS, Rig, percentile
+from rig import RESULTS, Rig, add_residents, percentile, steady_rate
 
 from bot.app import open_app
 from bot.broadcasts import service
@@ -40,11 +40,12 @@ from content import CONTENT_DIR
 from storage.audience import Audience
 from storage.clock import utc_now
 from storage.db import create_engine, make_sessionmaker
-from storage.models import ChannelIdentity, OutboxMessage, Person, Role
+from storage.models import OutboxMessage, Person, Role
 from storage.roles import grant
 from tests.telegram_emulator import TelegramEmulator
 
 FIRST_CHAT = 1_000_000
+WRITERS_CHAT = 5_000_000  # residents writing while the broadcast drains
 TEXT = "Chào {{ ten }}! Tối thứ Bảy có lớp hướng dẫn VNeID tại nhà văn hóa {{ thon }}. Mời bạn đến dự."
 
 
@@ -56,18 +57,7 @@ async def prepare(settings: Settings, recipients: int) -> int:
         session.add(volunteer)
         await session.flush()
         await grant(session, volunteer.id, Role.VOLUNTEER, "demo-thon-1", None, now)
-        first = volunteer.id + 1
-        people = [
-            {"id": first + i, "created_at": now, "consented_at": now, "subject": i + 1, "area_code": "demo-thon-1"}
-            for i in range(recipients)
-        ]
-        accounts = [
-            {"person_id": first + i, "channel": "telegram", "external_id": str(FIRST_CHAT + i), "created_at": now}
-            for i in range(recipients)
-        ]
-        for start in range(0, recipients, 5000):
-            await session.execute(insert(Person), people[start : start + 5000])
-            await session.execute(insert(ChannelIdentity), accounts[start : start + 5000])
+        await add_residents(session, recipients, FIRST_CHAT, now)
         audience = Audience(areas=("demo-thon-1",), channels=("telegram",))
         draft = await service.create_draft(session, volunteer.id, audience, TEXT, now)
         assert await service.confirm(session, draft.id, now)
@@ -99,17 +89,18 @@ class Outbox:
             return {int(recipient): status for recipient, status in rows}
 
 
-async def residents_writing(rig: Rig, stop: asyncio.Event, replies: list[tuple[float, float]]) -> None:
-    """A new resident writes every half second; (when, ms until their first reply) is recorded."""
-    chat = 5_000_000
+async def residents_writing(
+    rig: Rig, stop: asyncio.Event, replies: list[tuple[float, float | None]], text: str = "xin chào"
+) -> None:
+    """A new resident writes every half second; (when, ms until their first reply, or None if none came
+    within 10 s) is recorded."""
+    chat = WRITERS_CHAT
     while not stop.is_set():
         chat += 1
         posted = time.monotonic()
-        await rig.post(rig.emulator.make_text_update(chat, "xin chào"))
-        while not rig.emulator.texts_to(chat) and not stop.is_set():
-            await asyncio.sleep(0.01)
-        if rig.emulator.texts_to(chat):
-            replies.append((posted, (time.monotonic() - posted) * 1000))
+        await rig.post(rig.emulator.make_text_update(chat, text))
+        answered = await rig.emulator.wait_for_texts(chat, 1, 10)
+        replies.append((posted, (time.monotonic() - posted) * 1000 if answered else None))
         await asyncio.sleep(0.5)
 
 
@@ -127,7 +118,7 @@ async def main() -> None:
         await prepare(settings, args.recipients)
         print(f"{args.recipients} residents and a confirmed broadcast in {time.perf_counter() - prepared:.1f}s")
         emulator = TelegramEmulator(max_per_second=args.rate)
-        replies: list[tuple[float, float]] = []
+        replies: list[tuple[float, float | None]] = []
         stop = asyncio.Event()
         killed_at: tuple[float, float] | None = None
         outbox = Outbox(url)
@@ -135,7 +126,7 @@ async def main() -> None:
             writers = asyncio.create_task(residents_writing(rig, stop, replies))
 
             def bulk_delivered() -> int:
-                return sum(1 for s in emulator.sent if s.chat_id < 5_000_000)
+                return sum(1 for s in emulator.sent if s.chat_id < WRITERS_CHAT)
 
             if args.kill_at:
                 while bulk_delivered() < args.kill_at * args.recipients:
@@ -153,21 +144,19 @@ async def main() -> None:
             stop.set()
             await writers
         everything = list(emulator.sent)
-        bulk = [s for s in everything if s.chat_id < 5_000_000]
+        bulk = [s for s in everything if s.chat_id < WRITERS_CHAT]
         statuses = await outbox.statuses()
         await outbox.engine.dispose()
     per_chat = Counter(s.chat_id for s in bulk)
-    times = sorted(s.at for s in bulk)
-    low, high = times[len(times) // 10], times[len(times) * 9 // 10]
-    span = high - low - (killed_at[1] - killed_at[0] if killed_at and low < killed_at[0] < high else 0)
-    achieved = (len(times) * 8 // 10) / span if span > 0 else float("nan")
+    achieved, (low, high), span = steady_rate([s.at for s in bulk], killed_at)
     channel = sum(1 for sent in everything if low <= sent.at <= high) / span if span > 0 else float("nan")
     unknown = counts.get("unknown", 0)
     received = set(per_chat)
     lost = sum(1 for chat, status in statuses.items() if chat not in received and status != "unknown")
     lost += args.recipients - len(statuses)  # never queued
     # Replies asked for while the bot was down wait for the restart: left out of the latency figures.
-    latencies = [ms for at, ms in replies if not killed_at or not killed_at[0] - 2 <= at <= killed_at[1]]
+    kept = [ms for at, ms in replies if not killed_at or not killed_at[0] - 2 <= at <= killed_at[1]]
+    latencies = [ms for ms in kept if ms is not None]
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "database": "postgresql" if url.startswith("postgresql") else "sqlite",
@@ -184,6 +173,7 @@ async def main() -> None:
         "unknown_that_arrived": sum(1 for chat, status in statuses.items() if status == "unknown" and chat in received),
         "killed": bool(killed_at),
         "replies": len(latencies),
+        "unanswered": len(kept) - len(latencies),
         "reply_p50_ms": percentile(latencies, 50),
         "reply_p99_ms": percentile(latencies, 99),
     }

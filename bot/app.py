@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
+from bot.inbound_throttle import InboundThrottle, too_fast_notice
 from bot.sender import OutboxSender
 from content import read_content
 from flows.catalog import Catalog, load_catalog
@@ -38,5 +39,6 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         async with sessions.begin() as session:  # a fresh database gets the content's areas
             await seed_areas(session, catalog.areas, utc_now())
         sender = OutboxSender(sessions, {}, quiet_hours=catalog.community.quiet_hours)
-        dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake, base_url=settings.base_url)
+        throttle = InboundThrottle(too_fast_notice(catalog, sessions, sender.wake))
+        dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake, base_url=settings.base_url, throttle=throttle)
         yield App(settings, catalog, engine, sessions, dispatcher, sender)

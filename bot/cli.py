@@ -227,9 +227,14 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
                 detail = {"format": export_format.value, "names": args.names, "filters": filters.describe()}
                 await audit(session, None, "log_exported", args.area, channel="cli", **detail)
             bar = ProgressBar(await count_rows(sessions, filters), sys.stderr) if sys.stderr.isatty() else None
-            count = await export_file(sessions, catalog, args.out, filters, args.names, export_format, bar)
-            if bar is not None:
-                bar.close()
+            try:
+                count = await export_file(sessions, catalog, args.out, filters, args.names, export_format, bar)
+            except OSError as exc:  # disk full, no permission...: export_file left nothing half-written
+                kept = " (the file already there is unchanged)" if args.out.exists() else ""
+                raise Refused(f"{args.out}: the export could not be written: {exc.strerror or exc}{kept}") from exc
+            finally:
+                if bar is not None:
+                    bar.close()
             return count
 
     count = asyncio.run(run())

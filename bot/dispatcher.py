@@ -16,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bot.community import consent, host
 from bot.community.turn import DEFAULT_BASE_URL, Turn
+from bot.inbound_throttle import InboundThrottle
 from flows.catalog import Catalog
 from flows.engine import advance
 from flows.types import ConversationState, Inbound
@@ -53,8 +54,10 @@ class Dispatcher:
         on_commit: Callable[[], None] = lambda: None,
         clock: Clock = utc_now,
         base_url: str = DEFAULT_BASE_URL,
+        throttle: InboundThrottle | None = None,
     ) -> None:
         self.catalog = catalog
+        self._throttle = throttle  # per-sender flood control, before anything is queued
         self._sessions = sessions
         self._on_commit = on_commit
         self._clock = clock
@@ -64,13 +67,15 @@ class Dispatcher:
         self._effects: set[asyncio.Task[None]] = set()
 
     async def handle(self, envelope: Envelope) -> bool:
-        """Process one event; False if it was a redelivery and nothing changed.
+        """Process one event; False if it was a redelivery, or dropped by the throttle, and nothing changed.
 
         Returns once the event's effects are committed. Events that arrive while a
         commit is running are committed together in the next transaction (group
         commit); if that transaction fails, each of its events is retried alone, so
         one bad event never takes others down with it.
         """
+        if self._throttle is not None and not await self._throttle.admit(envelope.channel, envelope.sender_id):
+            return False  # superseded by a newer event from the same sender (see bot.inbound_throttle)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((envelope, future))
         if self._committer is None or self._committer.done():

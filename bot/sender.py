@@ -28,6 +28,7 @@ from flows.community import QuietHours
 from flows.types import Reply
 from storage.clock import LOCAL_TZ, Clock, utc_now
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Priority
+from storage.retry import while_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,9 @@ class OutboxSender:
 
     async def _send_batch(self, batch: list[_Row]) -> int:
         # One row per recipient per batch (see _claim), so the batch can go out concurrently.
-        await self._record(batch, list(await asyncio.gather(*(self._deliver(row) for row in batch))))
+        results = list(await asyncio.gather(*(self._deliver(row) for row in batch)))
+        # What happened is known now: it must reach the database, or the rows stay claimed until a restart.
+        await while_unavailable(lambda: self._record(batch, results), "recording sent messages")
         return len(batch)
 
     async def run(self, poll_seconds: float = 1.0) -> None:

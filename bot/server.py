@@ -18,6 +18,7 @@ from bot.channels.web import WebChat, WebTransport
 from bot.channels.zalo import ZaloChannels, open_zalo
 from bot.config import Settings
 from bot.dashboard.views import Dashboard
+from bot.unavailable import database_unavailable
 from storage.repo import app_secret
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def create_web_app(
     app: App, web_chat: WebChat, telegram: TelegramChannel | None = None, zalo: ZaloChannels | None = None
 ) -> web.Application:
     """The aiohttp application: routes only; lifetimes are handled by :func:`serve`."""
-    server = web.Application(client_max_size=MAX_BODY_BYTES)
+    server = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[database_unavailable])
 
     async def healthz(_request: web.Request) -> web.Response:
         try:

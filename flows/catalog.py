@@ -356,6 +356,7 @@ TEXT_KEYS = (
     "menu",
     "empty_input",
     "too_long",
+    "too_fast",
     "not_understood",
     "number_out_of_range",
     "stale_button",

@@ -49,6 +49,7 @@ class TelegramEmulator:
     _recent: deque[float] = field(default_factory=deque)
     _message_ids: int = 0
     _per_chat: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    _waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = field(default_factory=lambda: defaultdict(list))
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -67,6 +68,7 @@ class TelegramEmulator:
                 "chat": {"id": chat_id, "type": "private", "first_name": "Dân"},
                 "from": {"id": chat_id, "is_bot": False, "first_name": "Dân"},
                 "text": text,
+                **_command_entity(text),
             },
         }
 
@@ -120,6 +122,18 @@ class TelegramEmulator:
     def by_chat(self) -> dict[int, list[str]]:
         return dict(self._per_chat)
 
+    async def wait_for_texts(self, chat_id: int, count: int, seconds: float) -> bool:
+        """Wait until ``count`` messages were sent to the chat (without polling); False on timeout."""
+        if len(self._per_chat.get(chat_id, ())) >= count:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[chat_id].append((count, waiter))
+        try:
+            await asyncio.wait_for(waiter, seconds)
+        except TimeoutError:
+            return False
+        return True
+
     # --- the API ----------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -149,6 +163,8 @@ class TelegramEmulator:
         return _ok(True)
 
     async def _api_answercallbackquery(self, params: dict[str, Any]) -> web.Response:
+        if not params.get("callback_query_id"):
+            return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         self.answered.append(str(params["callback_query_id"]))
         return _ok(True)
 
@@ -191,6 +207,7 @@ class TelegramEmulator:
                     return _error(400, "Bad Request: BUTTON_DATA_INVALID")
         self.sent.append(Sent(chat_id, text, rows, time.monotonic()))
         self._per_chat[chat_id].append(text)
+        self._wake(chat_id)
         self._message_ids += 1
         return _ok(
             {
@@ -201,6 +218,16 @@ class TelegramEmulator:
                 "text": text,
             }
         )
+
+    def _wake(self, chat_id: int) -> None:
+        waiting = self._waiters.get(chat_id)
+        if not waiting:
+            return
+        have = len(self._per_chat[chat_id])
+        for count, waiter in waiting:
+            if count <= have and not waiter.done():
+                waiter.set_result(None)
+        waiting[:] = [(count, waiter) for count, waiter in waiting if not waiter.done()]
 
     def _too_many(self) -> web.Response:
         self.too_many_requests += 1
@@ -223,6 +250,14 @@ async def _params(request: web.Request) -> dict[str, Any]:
         form = await request.post()
         return {k: v if isinstance(v, str) else f"<file {len(v.file.read())} bytes>" for k, v in form.items()}
     return dict(request.query)
+
+
+def _command_entity(text: str) -> dict[str, Any]:
+    """Telegram marks a leading /command as an entity (python-telegram-bot's CommandHandler relies on it)."""
+    if not text.startswith("/"):
+        return {}
+    command = text.split(maxsplit=1)[0]
+    return {"entities": [{"type": "bot_command", "offset": 0, "length": len(command.encode("utf-16-le")) // 2}]}
 
 
 def _ok(result: Any) -> web.Response:
