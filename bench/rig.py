@@ -78,8 +78,10 @@ class Rig:
         emulator: TelegramEmulator,
         limits: RateLimits,
         command: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir, self.database_url, self.emulator, self.limits = data_dir, database_url, emulator, limits
+        self.extra_env = env or {}  # more settings for the bot (e.g. the Zalo channels)
         self.command = command or [str(Path(sys.executable).parent / "hocvuso"), "run"]
         self.server: asyncio.subprocess.Process | None = None
 
@@ -107,6 +109,7 @@ class Rig:
             "TELEGRAM_WEBHOOK_SECRET": SECRET,
             "TELEGRAM_RATE_PER_SECOND": str(self.limits.per_second or 0),
             "TELEGRAM_RATE_PER_CHAT": per_chat,
+            **self.extra_env,
         }
         self.server = await asyncio.create_subprocess_exec(*self.command, env=env, stdout=asyncio.subprocess.DEVNULL)
         for _ in range(600):
