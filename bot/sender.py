@@ -36,6 +36,7 @@ MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
 BATCH = 50
 BATCHES_IN_FLIGHT = 2
+LEAD_CHECK_SECONDS = 0.5
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
@@ -128,6 +129,31 @@ class OutboxSender:
     async def run(self, poll_seconds: float = 1.0) -> None:
         """Drain every channel forever: on :meth:`wake`, and every ``poll_seconds`` for retries."""
         await asyncio.gather(*(self._run_channel(name, poll_seconds) for name in self._transports))
+
+    async def run_while_leading(self, leading: asyncio.Event, poll_seconds: float = 1.0) -> None:
+        """:meth:`run`, but only while ``leading`` is set: on PostgreSQL one process holds the
+        scheduler's advisory lock, and only it sends, so the platforms' limits hold across workers.
+        Each time the lead is taken, rows left in flight by the previous sender are recovered first."""
+        while True:
+            await leading.wait()
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("outbox recovery failed; retrying")
+                await asyncio.sleep(poll_seconds)
+                continue
+            running = asyncio.create_task(self.run(poll_seconds))
+            try:
+                while leading.is_set() and not running.done():
+                    await asyncio.wait({running}, timeout=LEAD_CHECK_SECONDS)
+            finally:
+                running.cancel()
+                try:
+                    await running
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("the outbox sender stopped; starting it again")
 
     async def _run_channel(self, channel: str, poll_seconds: float) -> None:
         wakeup = self._wakeups[channel]

@@ -75,14 +75,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             images = settings.content_dir / "images"
             app.sender.add_transport(TelegramTransport(bot, settings.telegram_limits, images))
         zalo = await stack.enter_async_context(open_zalo(app))
-        await app.sender.recover()
         broadcasts = BroadcastScheduler(app.engine, app.sessions, app.catalog, app.sender.wake, settings.database_url)
         await broadcasts.start()
 
         runner = web.AppRunner(create_web_app(app, web_chat, telegram, zalo), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
-        tasks = [asyncio.create_task(app.sender.run())]
+        tasks = [asyncio.create_task(app.sender.run_while_leading(broadcasts.leading))]
         tasks += [asyncio.create_task(poll) for poll in await zalo.start(settings.public_url)]
         if telegram is not None and bot is not None:
             if settings.public_url:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.ratelimit import RateLimits
-from bot.sender import MAX_ATTEMPTS, OutboxSender
+from bot.sender import LEAD_CHECK_SECONDS, MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
 from flows.community import QuietHours
 from flows.types import Reply
@@ -195,3 +197,37 @@ async def test_a_bulk_row_is_marked_sending_before_the_call(sessions, transport,
     await queue(sessions, "b", "bulk", priority=Priority.BULK)
     await sender.drain()
     assert seen == ["sending"]
+
+
+async def test_only_the_leading_process_sends_and_it_recovers_first(sessions, sender, transport) -> None:
+    leading = asyncio.Event()
+    await queue(sessions, "a", "a1")
+    async with sessions.begin() as session:  # left claimed by a leader that died
+        await session.execute(update(OutboxMessage).values(status=OutboxStatus.CLAIMED))
+    loop = asyncio.create_task(sender.run_while_leading(leading, poll_seconds=0.05))
+    try:
+        await asyncio.sleep(0.3)
+        assert transport.sent == []  # not leading: nothing goes out, nothing is touched
+        assert (await statuses(sessions))["a1"][0] == "claimed"
+        leading.set()
+        for _ in range(100):
+            if transport.sent:
+                break
+            await asyncio.sleep(0.02)
+        assert transport.sent == [("a", "a1")]
+        leading.clear()  # the lock is lost
+        await asyncio.sleep(3 * LEAD_CHECK_SECONDS)
+        await queue(sessions, "a", "a2")
+        sender.wake()
+        await asyncio.sleep(0.3)
+        assert transport.sent == [("a", "a1")]
+        leading.set()
+        for _ in range(100):
+            if len(transport.sent) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert transport.sent == [("a", "a1"), ("a", "a2")]
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
