@@ -421,3 +421,22 @@ async def test_deleting_my_data_gives_my_seat_back(town: Dispatcher, shipped: Ca
     assert await fill_waiting_lists(sessions, shipped, T0) == 1  # the scheduler seats b
     assert list((await statuses(sessions, class_id)).values()) == ["seated"]
     assert len(await bulk_to(sessions, "b")) == 1
+
+
+async def test_skipping_the_village_at_classes_says_why_instead_of_asking_again(town: Dispatcher, shipped) -> None:
+    resident = chat(town, "no-village")
+    await resident.agree()
+    await resident.choose(shipped.label("dialog.skip"))  # no village at the first question
+    asked = texts(await resident.send("/lophoc"))
+    assert shipped.say("classes_need_village") in asked
+    answer = texts(await resident.choose(shipped.label("dialog.skip")))
+    assert shipped.say("classes_village_skipped") in answer
+    assert shipped.say("classes_need_village") not in answer
+
+
+async def test_classes_and_surveys_without_any_area_answer_once(shipped: Catalog, sessions) -> None:
+    bare = Dispatcher(shipped, sessions)  # a database with no areas at all: nothing to choose from
+    resident = Chat(bare, sessions, "bare")
+    await resident.agree()
+    assert shipped.say("classes_village_skipped") in texts(await resident.send("/lophoc"))
+    assert shipped.say("survey_village_skipped") in texts(await resident.send("/khaosat"))

@@ -60,6 +60,11 @@ async def _after(turn: Turn, then: str, said: str) -> None:
 
         await ask_label(turn, said)
         return
+    if (then == "classes" or then.startswith("survey:")) and (turn.person is None or turn.person.area_code is None):
+        # Skipped, or no village to choose from: say why, do not ask again (it would ask forever).
+        skipped = "classes_village_skipped" if then == "classes" else "survey_village_skipped"
+        show_menu(turn, joined(said, turn.say(skipped)))
+        return
     if then == "classes":
         from bot.community.classes import open_classes
 
