@@ -40,5 +40,12 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             await seed_areas(session, catalog.areas, utc_now())
         sender = OutboxSender(sessions, {}, quiet_hours=catalog.community.quiet_hours)
         throttle = InboundThrottle(too_fast_notice(catalog, sessions, sender.wake))
-        dispatcher = Dispatcher(catalog, sessions, on_commit=sender.wake, base_url=settings.base_url, throttle=throttle)
+        dispatcher = Dispatcher(
+            catalog,
+            sessions,
+            on_commit=sender.wake,
+            base_url=settings.base_url,
+            throttle=throttle,
+            windows=settings.sending_windows,
+        )
         yield App(settings, catalog, engine, sessions, dispatcher, sender)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
@@ -53,6 +54,11 @@ class Settings:
     zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com/bot"
     zalo_bot_webhook_secret: str = ""
     zalo_bot_limits: RateLimits = ZALO_BOT_LIMITS
+
+    @property
+    def sending_windows(self) -> dict[str, dt.timedelta]:
+        """Channels that take bulk messages only so long after the person's last message (Zalo OA)."""
+        return {"zalo_oa": dt.timedelta(hours=self.zalo_oa_window_hours)} if self.zalo_oa_enabled else {}
 
     @property
     def zalo_oa_enabled(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,7 @@ class Dispatcher:
         clock: Clock = utc_now,
         base_url: str = DEFAULT_BASE_URL,
         throttle: InboundThrottle | None = None,
+        windows: Mapping[str, dt.timedelta] | None = None,
     ) -> None:
         self.catalog = catalog
         self._throttle = throttle  # per-sender flood control, before anything is queued
@@ -62,6 +63,7 @@ class Dispatcher:
         self._on_commit = on_commit
         self._clock = clock
         self._base_url = base_url  # where the bot's web pages are reached (login links point there)
+        self._windows = dict(windows or {})  # Settings.sending_windows, for broadcast previews
         self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._effects: set[asyncio.Task[None]] = set()
@@ -196,6 +198,7 @@ class Dispatcher:
             envelope.inbound,
             now,
             base_url=self._base_url,
+            windows=self._windows,
         )
         if person is None:
             await consent.gate(turn)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.ratelimit import ChannelLimiter
-from bot.transport import DeliveryError, OutOfWindow, RetryLater, Transport, Unreachable
+from bot.transport import DeliveryError, OutOfWindow, RetryLater, Transport, Unreachable, outside_window
 from flows.community import QuietHours
 from flows.types import Reply
 from storage.clock import LOCAL_TZ, Clock, utc_now
@@ -228,7 +228,7 @@ class OutboxSender:
     async def _deliver(self, row: _Row) -> DeliveryError | None:
         """Send one row; return what went wrong, or None. Touches no database."""
         window = self._windows.get(row.channel) if row.priority > Priority.REPLY else None  # a reply answers now
-        if window is not None and (row.last_inbound_at is None or self._clock() - row.last_inbound_at > window):
+        if window is not None and outside_window(row.last_inbound_at, window, self._clock()):
             return OutOfWindow(f"their last message is older than {window}: the platform would refuse it")
         try:
             await self._limiters[row.channel].acquire(row.recipient, urgent=row.priority <= Priority.REPLY)

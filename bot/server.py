@@ -51,7 +51,12 @@ def create_web_app(
 
     server.add_routes([web.get("/", home), web.get("/healthz", healthz), web.get("/dashboard", dashboard)])
     server.add_routes(web_chat.routes())
-    server.add_subapp("/dashboard/", Dashboard(app.catalog, app.sessions, app.settings.public_url).application())
+    server.add_subapp(
+        "/dashboard/",
+        Dashboard(
+            app.catalog, app.sessions, app.settings.public_url, windows=app.settings.sending_windows
+        ).application(),
+    )
     if telegram is not None:
         server.add_routes([web.post(WEBHOOK_PATH, telegram.webhook)])
     if zalo is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 from bot.ratelimit import RateLimits
@@ -30,6 +31,11 @@ class Rejected(DeliveryError):
 
 class OutOfWindow(DeliveryError):
     """The platform takes messages only for a while after the person's last one, and that time is over."""
+
+
+def outside_window(last_inbound_at: dt.datetime | None, window: dt.timedelta, now: dt.datetime) -> bool:
+    """True when a windowed channel would refuse a bulk message: the person never wrote, or too long ago."""
+    return last_inbound_at is None or now - last_inbound_at > window
 
 
 class Transport(Protocol):

@@ -141,6 +141,7 @@ COMMUNITY_TEXT_KEYS = (
     "broadcast_quiet_yearly",
     "broadcast_nobody",
     "broadcast_preview",
+    "broadcast_out_of_window",
     "broadcast_when_now",
     "broadcast_when_sending",
     "broadcast_when_at",

@@ -78,6 +78,7 @@ class Recipient:
     name: str | None
     area_code: str | None
     state: dict[str, Any] = field(default_factory=dict, compare=False)  # the conversation state (module in progress)
+    last_inbound_at: dt.datetime | None = field(default=None, compare=False)  # when this account last wrote
 
 
 async def recipients(session: AsyncSession, community: CommunitySpec, audience: Audience) -> list[Recipient]:
@@ -87,7 +88,16 @@ async def recipients(session: AsyncSession, community: CommunitySpec, audience: 
         return []
     p, i = Person, ChannelIdentity
     query = (
-        select(p.id, i.channel, i.external_id, p.display_name, p.area_code, p.household_id, Conversation.state)
+        select(
+            p.id,
+            i.channel,
+            i.external_id,
+            p.display_name,
+            p.area_code,
+            p.household_id,
+            Conversation.state,
+            i.last_inbound_at,
+        )
         .join(i, i.person_id == p.id)
         .outerjoin(Conversation, Conversation.person_id == p.id)
         .where(
@@ -112,8 +122,10 @@ async def recipients(session: AsyncSession, community: CommunitySpec, audience: 
     if audience.household is not None:
         rows = await _by_household(session, community, areas, rows, audience.household)
     latest: dict[int, Recipient] = {}  # ordered by identity id: the last one added wins
-    for person_id, channel, external_id, name, area_code, _, state in rows:
-        latest[person_id] = Recipient(person_id, channel, external_id, name, area_code, dict(state or {}))
+    for person_id, channel, external_id, name, area_code, _, state, last_inbound_at in rows:
+        latest[person_id] = Recipient(
+            person_id, channel, external_id, name, area_code, dict(state or {}), last_inbound_at
+        )
     return list(latest.values())
 
 

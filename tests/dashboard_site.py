@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
@@ -42,9 +43,12 @@ def csrf_in(html: str) -> str:
 
 
 @asynccontextmanager
-async def open_site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    """The bot's web app on a fresh database, with commune B beside the demo commune."""
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
+async def open_site(db_url: str, tmp_path: Path, **settings_given: Any) -> AsyncIterator[Site]:
+    """The bot's web app on a fresh database, with commune B beside the demo commune; ``settings_given``
+    changes Settings fields (e.g. the Zalo OA's, for its sending window)."""
+    settings = Settings(
+        data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR, **settings_given
+    )
     async with open_app(settings) as app:
         web_app = create_web_app(app, WebChat(app.catalog, app.dispatcher, app.sessions, WebTransport()))
         async with TestClient(TestServer(web_app)) as client:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 import bot.broadcasts.service as service_module
 from bot.broadcasts import service
@@ -18,7 +18,16 @@ from flows.types import Reply
 from storage.areas import seed_areas
 from storage.audience import Audience, Who, recipients
 from storage.clock import LOCAL_TZ
-from storage.models import AuditEntry, Broadcast, BroadcastRun, BroadcastStatus, OutboxMessage, Role, RoleGrant
+from storage.models import (
+    AuditEntry,
+    Broadcast,
+    BroadcastRun,
+    BroadcastStatus,
+    ChannelIdentity,
+    OutboxMessage,
+    Role,
+    RoleGrant,
+)
 from storage.roles import grant, revoke
 from tests.chat import Chat, labels, texts
 from tests.helpers import T0, completion_path
@@ -311,3 +320,30 @@ async def test_an_officer_chooses_the_commune_or_one_village(town: Dispatcher, s
     preview = await officer.choose(shipped.label("broadcast.when_now"))
     assert "Chào bà con Xã Mẫu (dữ liệu ví dụ)" in texts(preview)
     assert "Gửi tới 2 người" in texts(preview)
+
+
+async def test_the_preview_says_how_many_zalo_oa_residents_are_out_of_its_window(shipped: Catalog, sessions) -> None:
+    async with sessions.begin() as session:
+        await seed_areas(session, shipped.areas, T0)
+    week = dt.timedelta(days=7)
+    windowed = Dispatcher(shipped, sessions, clock=lambda: T0, windows={"zalo_oa": week})
+    for user in ("z-fresh", "z-stale", "z-never"):
+        await Chat(windowed, sessions, user, channel="zalo_oa").join("Thôn Đông")
+    await Chat(windowed, sessions, "tg", channel="telegram").join("Thôn Đông")
+    async with sessions.begin() as session:
+        await session.execute(
+            update(ChannelIdentity)
+            .where(ChannelIdentity.external_id == "z-stale")
+            .values(last_inbound_at=T0 - dt.timedelta(days=8))
+        )
+        await session.execute(
+            update(ChannelIdentity).where(ChannelIdentity.external_id == "z-never").values(last_inbound_at=None)
+        )
+    volunteer = await volunteer_of(windowed, "vol", "demo-thon-1")
+    said = texts(await compose(volunteer, shipped, "Họp thôn tối nay"))
+    zalo = shipped.label("channel.zalo_oa")
+    assert shipped.say("broadcast_out_of_window", count=2, channel=zalo) in said
+    assert "Zalo OA 3" in said  # still counted per channel: the note says who will not get it
+    unwindowed = Dispatcher(shipped, sessions, clock=lambda: T0)  # no Zalo OA configured: nothing to say
+    said = texts(await compose(Chat(unwindowed, sessions, "vol", channel=volunteer.channel), shipped, "Họp thôn"))
+    assert zalo + " chưa nhắn" not in said

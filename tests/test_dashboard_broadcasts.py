@@ -104,3 +104,21 @@ async def test_another_officers_draft_cannot_be_confirmed(site: Site) -> None:
     assert sent.status == 403
     [still] = await broadcasts(site)
     assert still.status == BroadcastStatus.DRAFT
+
+
+async def test_the_preview_says_who_on_zalo_oa_is_out_of_its_window(db_url: str, tmp_path: Path) -> None:
+    zalo = {"zalo_oa_app_id": "1", "zalo_oa_app_secret": "s", "zalo_oa_secret_key": "k"}
+    async with open_site(db_url, tmp_path, **zalo) as site:
+        for name, chat, last in (("Bà Tư", "z1", site.now), ("Ông Ba", "z2", None)):
+            person_id, _ = await site.person("demo-thon-1", name)
+            async with site.app.sessions.begin() as session:
+                identity = ChannelIdentity(
+                    person_id=person_id, channel="zalo_oa", external_id=chat, created_at=site.now
+                )
+                identity.last_inbound_at = last
+                session.add(identity)
+        csrf = await site.login(await site.officer())
+        form = {"csrf": csrf, "area": "demo", "who": "all", "text": "Họp thôn", "when": "now"}
+        html = await (await site.client.post("/dashboard/broadcast", data=form)).text()
+    assert "Zalo OA 2" in html
+    assert "1 người trên Zalo OA chưa nhắn cho xã trong 7 ngày qua" in html

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.transport import outside_window
 from flows.broadcast_template import CompiledTemplate, compile_template
 from flows.catalog import Catalog
 from flows.screen import unfinished_module
@@ -49,6 +50,7 @@ class Preview:
     by_channel: dict[str, int]
     sample: str  # the text as the first recipient reads it ("" when nobody is reached)
     too_long: dict[str, int]  # channel -> recipients whose text is over that channel's limit
+    out_of_window: dict[str, int] = field(default_factory=dict)  # channel -> recipients it would not take now
 
 
 @dataclass(frozen=True)
@@ -95,19 +97,31 @@ def _reply(catalog: Catalog, text: str, survey: str | None = None) -> Reply:
     return Reply(text=text, buttons=(*buttons, Button("menu", catalog.action_label("menu"))))
 
 
-async def preview(session: AsyncSession, catalog: Catalog, audience: Audience, template: str) -> Preview:
-    """Who would receive it now, per channel, and the text the first of them would read."""
+async def preview(
+    session: AsyncSession,
+    catalog: Catalog,
+    audience: Audience,
+    template: str,
+    windows: Mapping[str, dt.timedelta] | None = None,
+    now: dt.datetime | None = None,
+) -> Preview:
+    """Who would receive it now, per channel, and the text the first of them would read. ``windows``
+    (Settings.sending_windows): how many on such a channel last wrote too long ago to be sent to now."""
     compiled = compile_template(template)
     found = await recipients(session, catalog.community, audience)
     areas = await _areas(session)
     too_long: dict[str, int] = {}
+    out_of_window: dict[str, int] = {}
     sample = ""
     for recipient in found:
         text = compiled.render(text_values(catalog, areas, recipient))
         sample = sample or text
         if len(text) > TEXT_LIMITS.get(recipient.channel, DEFAULT_TEXT_LIMIT):
             too_long[recipient.channel] = too_long.get(recipient.channel, 0) + 1
-    return Preview(len(found), by_channel(found), sample, too_long)
+        window = (windows or {}).get(recipient.channel)
+        if window is not None and now is not None and outside_window(recipient.last_inbound_at, window, now):
+            out_of_window[recipient.channel] = out_of_window.get(recipient.channel, 0) + 1
+    return Preview(len(found), by_channel(found), sample, too_long, out_of_window)
 
 
 async def create_draft(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -90,7 +89,7 @@ async def open_zalo(app: App) -> AsyncIterator[ZaloChannels]:
                     app.catalog,
                     settings.zalo_oa_api_url,
                     settings.zalo_oa_limits,
-                    dt.timedelta(hours=settings.zalo_oa_window_hours),
+                    settings.sending_windows["zalo_oa"],
                     buttons=settings.zalo_oa_buttons,
                 )
             )

@@ -202,7 +202,7 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
                 turn.say("broadcast_quiet_moved", start=_hm(quiet.start), end=_hm(quiet.end), at=local_text(allowed))
             )
             local_at = allowed
-    seen = await service.preview(turn.session, turn.catalog, audience, template)
+    seen = await service.preview(turn.session, turn.catalog, audience, template, turn.windows, turn.now)
     if seen.too_long:
         channel, count = next(iter(seen.too_long.items()))
         limit = service.TEXT_LIMITS.get(channel, service.DEFAULT_TEXT_LIMIT)
@@ -229,6 +229,10 @@ async def _preview(turn: Turn, local_at: dt.datetime | None, every_year: str | N
         every_year=every_year,
         survey=stage.get("survey"),
     )
+    notes += [
+        turn.say("broadcast_out_of_window", count=count, channel=_channel(turn, channel))
+        for channel, count in seen.out_of_window.items()
+    ]
     text = turn.say(
         "broadcast_preview",
         sample=seen.sample,

@@ -10,7 +10,7 @@ may also take free text (a household's label, a code).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +52,7 @@ class Turn:
     # in between, so whatever they do must also be redone by a periodic check.
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     base_url: str = DEFAULT_BASE_URL  # where the bot's web pages are reached (for login links)
+    windows: Mapping[str, dt.timedelta] = field(default_factory=dict)  # Settings.sending_windows
 
     def say(self, key: str, **values: Any) -> str:
         return self.catalog.say(key, **values)

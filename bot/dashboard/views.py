@@ -8,10 +8,11 @@ every export and report is audited before the first byte leaves.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import secrets
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.resources import files
 from typing import Any
 
@@ -93,8 +94,10 @@ class Dashboard:
         sessions: async_sessionmaker[AsyncSession],
         public_url: str = "",
         clock: Clock = utc_now,
+        windows: Mapping[str, dt.timedelta] | None = None,
     ) -> None:
         self._catalog = catalog
+        self._windows = dict(windows or {})  # Settings.sending_windows, for broadcast previews
         self._sessions = sessions
         self._secure = public_url.startswith("https://")  # cookies only over HTTPS when served behind it
         self._clock = clock
@@ -357,7 +360,9 @@ class Dashboard:
             return await self.broadcast_page(request, asked.keys, form)
         draft = None
         async with self._sessions.begin() as session:
-            seen = await broadcast_service.preview(session, self._catalog, asked.audience, asked.template)
+            seen = await broadcast_service.preview(
+                session, self._catalog, asked.audience, asked.template, self._windows, now
+            )
             if seen.total and not seen.too_long:
                 draft = await broadcast_service.create_draft(
                     session, officer.person_id, asked.audience, asked.template, now, asked.send_at, asked.every_year
@@ -379,6 +384,7 @@ class Dashboard:
                 "sample": seen.sample,
                 "total": seen.total,
                 "by_channel": seen.by_channel,
+                "out_of_window": seen.out_of_window,
                 "send_at": asked.send_at.astimezone(LOCAL_TZ) if asked.send_at else None,
                 "every_year": asked.every_year,
                 "moved": asked.moved,
