@@ -47,5 +47,6 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             base_url=settings.base_url,
             throttle=throttle,
             windows=settings.sending_windows,
+            handoff=sender,
         )
         yield App(settings, catalog, engine, sessions, dispatcher, sender)

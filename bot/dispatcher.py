@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,16 @@ from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
 from storage.models import Conversation, ParticipationEvent, Person, Priority
-from storage.repo import Outgoing, claim_inbound, enqueue, find_people, record_inbound
+from storage.repo import (
+    PENDING_ADDED,
+    Outgoing,
+    claim_inbound,
+    enqueue,
+    enqueue_claimed,
+    find_people,
+    record_inbound,
+    replies_waiting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,14 @@ class Envelope:
     inbound: Inbound
 
 
+class Handoff(Protocol):
+    """The running outbox sender of this process (bot.sender.OutboxSender)."""
+
+    def accepts(self, channel: str) -> bool: ...
+
+    def take(self, rows: Sequence[tuple[int, Outgoing]]) -> None: ...
+
+
 class Dispatcher:
     """Runs the engine for each inbound event and stores everything it produced at once."""
 
@@ -56,6 +73,7 @@ class Dispatcher:
         base_url: str = DEFAULT_BASE_URL,
         throttle: InboundThrottle | None = None,
         windows: Mapping[str, dt.timedelta] | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.catalog = catalog
         self._throttle = throttle  # per-sender flood control, before anything is queued
@@ -64,6 +82,7 @@ class Dispatcher:
         self._clock = clock
         self._base_url = base_url  # where the bot's web pages are reached (login links point there)
         self._windows = dict(windows or {})  # Settings.sending_windows, for broadcast previews
+        self._handoff = handoff  # replies committed already claimed go straight to it, when it accepts them
         self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._effects: set[asyncio.Task[None]] = set()
@@ -100,8 +119,6 @@ class Dispatcher:
             for (_, future), processed in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(processed)
-            if any(results):
-                self._on_commit()
 
     async def _settle_alone(self, envelope: Envelope, future: asyncio.Future[bool]) -> None:
         """Commit one event in its own transaction, retrying when another worker got there first."""
@@ -118,14 +135,13 @@ class Dispatcher:
                 future.set_exception(exc)
             else:
                 future.set_result(processed)
-                if processed:
-                    self._on_commit()
             return
 
     async def _apply_all(self, envelopes: list[Envelope]) -> list[bool]:
         """Apply events in one transaction with a handful of statements, however many events."""
         now = self._clock()
         effects: list[Callable[[], Awaitable[None]]] = []
+        taken: list[tuple[int, Outgoing]] = []
         async with self._sessions.begin() as session:
             with session.no_autoflush:
                 fresh = await claim_inbound(session, [(e.channel, e.event_id) for e in envelopes], now)
@@ -153,12 +169,38 @@ class Dispatcher:
                         await record_inbound(session, channel, [e.sender_id for e in todo if e.channel == channel], now)
                     if events:
                         await session.execute(insert(ParticipationEvent), events)
-                    await enqueue(session, outgoing, now)
+                    direct, queued = await self._split_for_handoff(session, outgoing)
+                    await enqueue(session, queued, now)
+                    taken = list(zip(await enqueue_claimed(session, direct, now), direct, strict=True))
+            pending = bool(session.info.get(PENDING_ADDED))
+        if taken:
+            self._handoff.take(taken)  # type: ignore[union-attr]
+        if pending:
+            self._on_commit()
         for effect in effects:  # committed: now the effects may run (a crash here loses them; see Turn.after_commit)
             task = asyncio.create_task(self._run_effect(effect))
             self._effects.add(task)
             task.add_done_callback(self._effects.discard)
         return results
+
+    async def _split_for_handoff(
+        self, session: AsyncSession, outgoing: list[Outgoing]
+    ) -> tuple[list[Outgoing], list[Outgoing]]:
+        """(replies the running sender takes at once, replies queued for it to claim).
+
+        A reply is taken only when nothing to the same recipient is waiting before it, so the
+        order per recipient holds (a reply never waits for bulk messages, as in the sender's claim).
+        """
+        handoff = self._handoff
+        channels = {o.channel for o in outgoing if handoff is not None and handoff.accepts(o.channel)}
+        if not channels:
+            return [], outgoing
+        waiting = set()
+        for channel in channels:
+            recipients = [o.recipient for o in outgoing if o.channel == channel]
+            waiting |= {(channel, r) for r in await replies_waiting(session, channel, recipients)}
+        direct = [o for o in outgoing if o.channel in channels and (o.channel, o.recipient) not in waiting]
+        return direct, [o for o in outgoing if o.channel not in channels or (o.channel, o.recipient) in waiting]
 
     @staticmethod
     async def _run_effect(effect: Callable[[], Awaitable[None]]) -> None:

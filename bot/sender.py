@@ -15,10 +15,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Row, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -28,6 +30,7 @@ from flows.community import QuietHours
 from flows.types import Reply
 from storage.clock import LOCAL_TZ, Clock, utc_now
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Priority
+from storage.repo import Outgoing
 from storage.retry import while_unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
 BATCH = 50
 BATCHES_IN_FLIGHT = 2
+MAX_CHAIN = 8  # rows to one recipient in one batch, on a channel with no per-chat limit
 LEAD_CHECK_SECONDS = 0.5
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -55,10 +59,13 @@ class OutboxSender:
         self._quiet_hours = quiet_hours
         self._transports: dict[str, Transport] = {}
         self._batch: dict[str, int] = {}
+        self._chain: dict[str, int] = {}
         self._limiters: dict[str, ChannelLimiter] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self._windows: dict[str, dt.timedelta | None] = {}  # see Transport: sent only so long after the last inbound
         self._paused_until: dict[str, dt.datetime] = {}  # after a 429: nothing goes out on that channel
+        self._running = False  # run() is draining: replies may be handed over directly (see take)
+        self._taken: set[asyncio.Task[int]] = set()
         for transport in transports.values():
             self.add_transport(transport)
 
@@ -69,6 +76,9 @@ class OutboxSender:
         # committed meanwhile waits at most that long behind a bulk send.
         rate = transport.limits.per_second
         self._batch[transport.channel] = max(1, min(BATCH, int(rate // 2))) if rate else BATCH
+        # A recipient's rows in one batch: no more than the per-chat burst, so no batch waits on a chat's limit.
+        per_chat = transport.limits.per_chat
+        self._chain[transport.channel] = max(1, per_chat[0]) if per_chat else MAX_CHAIN
         self._wakeups[transport.channel] = asyncio.Event()
         self._windows[transport.channel] = getattr(transport, "window", None)
 
@@ -76,6 +86,22 @@ class OutboxSender:
         """Tell the running loops that new rows were committed."""
         for event in self._wakeups.values():
             event.set()
+
+    def accepts(self, channel: str) -> bool:
+        """Whether a reply on ``channel`` committed now may be handed over with :meth:`take`."""
+        return self._running and channel in self._transports
+
+    def take(self, rows: Sequence[tuple[int, Outgoing]]) -> None:
+        """Send replies the dispatcher committed already claimed (storage.repo.enqueue_claimed).
+
+        A resident's answer then costs no claim: the dispatcher checked in its transaction that
+        nothing to that recipient was waiting before them. After a crash they are claimed rows, so
+        :meth:`recover` makes them pending again, like any claimed row.
+        """
+        batch = [_Row(row_id, o.channel, o.recipient, o.payload, o.priority) for row_id, o in rows]
+        task = asyncio.create_task(self._send_batch(batch))
+        self._taken.add(task)
+        task.add_done_callback(self._taken.discard)
 
     async def recover(self) -> None:
         """After a restart: retry in-flight replies, mark in-flight bulk messages unknown."""
@@ -120,15 +146,32 @@ class OutboxSender:
         return handled
 
     async def _send_batch(self, batch: list[_Row]) -> int:
-        # One row per recipient per batch (see _claim), so the batch can go out concurrently.
-        results = list(await asyncio.gather(*(self._deliver(row) for row in batch)))
+        # A recipient's rows in a batch go one after the other, in order (see _claim); recipients concurrently.
+        chains: dict[tuple[str, str], list[int]] = {}
+        for index, row in enumerate(batch):
+            chains.setdefault((row.channel, row.recipient), []).append(index)
+        results: list[DeliveryError | _NotTried | None] = [None] * len(batch)
+
+        async def send_chain(indexes: list[int]) -> None:
+            for position, index in enumerate(indexes):
+                results[index] = error = await self._deliver(batch[index])
+                if isinstance(error, RetryLater):  # the rest must not overtake it: they wait their turn
+                    for later in indexes[position + 1 :]:
+                        results[later] = NOT_TRIED
+                    return
+
+        await asyncio.gather(*(send_chain(indexes) for indexes in chains.values()))
         # What happened is known now: it must reach the database, or the rows stay claimed until a restart.
         await while_unavailable(lambda: self._record(batch, results), "recording sent messages")
         return len(batch)
 
     async def run(self, poll_seconds: float = 1.0) -> None:
         """Drain every channel forever: on :meth:`wake`, and every ``poll_seconds`` for retries."""
-        await asyncio.gather(*(self._run_channel(name, poll_seconds) for name in self._transports))
+        self._running = True
+        try:
+            await asyncio.gather(*(self._run_channel(name, poll_seconds) for name in self._transports))
+        finally:
+            self._running = False
 
     async def run_while_leading(self, leading: asyncio.Event, poll_seconds: float = 1.0) -> None:
         """:meth:`run`, but only while ``leading`` is set: on PostgreSQL one process holds the
@@ -137,6 +180,8 @@ class OutboxSender:
         while True:
             await leading.wait()
             try:
+                # Replies taken while leading before are sent and recorded first: recovery would resend them.
+                await asyncio.gather(*self._taken, return_exceptions=True)
                 await self.recover()
             except Exception:
                 log.exception("outbox recovery failed; retrying")
@@ -171,8 +216,13 @@ class OutboxSender:
         return self._quiet_hours is None or not self._quiet_hours.contains(now.astimezone(LOCAL_TZ).time())
 
     async def _claim(self, channel: str) -> list[_Row]:
-        """Mark the next due rows "claimed": the oldest waiting row of each recipient, replies first
-        (and only replies during quiet hours)."""
+        """Mark the next due rows "claimed", replies first (and only replies during quiet hours).
+
+        A row is held back while an earlier row to the same recipient is in flight or waiting to be
+        retried (a reply is never held back by a bulk message). A recipient's rows that are due
+        together are claimed together and sent one after the other: a turn's three replies take
+        one claim, not three.
+        """
         now = self._clock()
         wanted = [] if self.bulk_allowed(now) else [OutboxMessage.priority <= Priority.REPLY]
         earlier = aliased(OutboxMessage)
@@ -180,7 +230,11 @@ class OutboxSender:
         blocked = exists().where(
             earlier.channel == OutboxMessage.channel,
             earlier.recipient == OutboxMessage.recipient,
-            earlier.status.in_([OutboxStatus.PENDING, OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
+            or_(
+                earlier.status.in_([OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
+                # A due one is claimed in this batch too, ahead of this row ((priority, id) order).
+                and_(earlier.status == OutboxStatus.PENDING, earlier.next_attempt_at > now),
+            ),
             earlier.id < OutboxMessage.id,
             or_(OutboxMessage.priority > Priority.REPLY, earlier.priority <= Priority.REPLY),
         )
@@ -206,6 +260,7 @@ class OutboxSender:
                     .with_for_update(skip_locked=True, of=OutboxMessage)
                 )
             ).all()
+            rows = _first_per_recipient(rows, self._chain[channel])
             if rows:
                 await session.execute(
                     update(o)
@@ -259,10 +314,18 @@ class OutboxSender:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _record(self, batch: list[_Row], results: list[DeliveryError | None]) -> None:
+    async def _record(self, batch: list[_Row], results: list[DeliveryError | _NotTried | None]) -> None:
         """Write the outcome of a whole batch in one transaction."""
         now = self._clock()
         async with self._sessions.begin() as session:
+            untried = [row.id for row, result in zip(batch, results, strict=True) if result is NOT_TRIED]
+            if untried:  # pending again, as if never claimed
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(untried))
+                    .values(status=OutboxStatus.PENDING, attempts=OutboxMessage.attempts - 1)
+                    .execution_options(synchronize_session=False)
+                )
             delivered = [sent.id for sent, error in zip(batch, results, strict=True) if error is None]
             if delivered:  # last_error is kept: the last failed try
                 await session.execute(
@@ -271,7 +334,9 @@ class OutboxSender:
                     .values(status=OutboxStatus.SENT, sent_at=now)
                     .execution_options(synchronize_session=False)
                 )
-            failed = [(sent, error) for sent, error in zip(batch, results, strict=True) if error is not None]
+            failed = [
+                (sent, error) for sent, error in zip(batch, results, strict=True) if isinstance(error, DeliveryError)
+            ]
             if not failed:
                 return
             rows = {
@@ -298,6 +363,24 @@ class OutboxSender:
                     row.next_attempt_at = now + dt.timedelta(seconds=min(wait, MAX_BACKOFF_SECONDS))
                 else:  # Rejected, or out of attempts
                     row.status = OutboxStatus.FAILED
+
+
+def _first_per_recipient(rows: Sequence[Row[Any]], limit: int) -> list[Row[Any]]:
+    """The first ``limit`` rows of each recipient, in the given order."""
+    seen = Counter[str]()
+    kept = []
+    for row in rows:
+        seen[row.recipient] += 1
+        if seen[row.recipient] <= limit:
+            kept.append(row)
+    return kept
+
+
+class _NotTried:
+    """A row not sent because an earlier row to the same recipient has to be retried first."""
+
+
+NOT_TRIED = _NotTried()
 
 
 @dataclass(frozen=True)

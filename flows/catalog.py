@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import yaml
-from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
@@ -436,20 +436,22 @@ class Catalog:
     surveys: Mapping[str, SurveySpec] = field(repr=False)
     _steps: Mapping[tuple[str, str], StepSpec] = field(repr=False)
     _templates: Mapping[str, Template] = field(repr=False)
+    _static: Mapping[str, str] = field(repr=False, default_factory=dict)  # templates without variables, rendered
 
     def step(self, module_id: str, step_id: str) -> StepSpec | None:
         return self._steps.get((module_id, step_id))
 
     def say(self, key: str, **values: Any) -> str:
         """Render one of the engine's sentences."""
-        return self._templates[key].render(**values).strip()
+        static = self._static.get(key)
+        return static if static is not None else self._templates[key].render(**values).strip()
 
     def label(self, key: str) -> str:
         """A short label from ``messages.yaml`` (buttons of the host's conversations, column headers)."""
         return self.messages.labels[key]
 
     def action_label(self, key: str, **values: Any) -> str:
-        return self._templates[f"action:{key}"].render(**values).strip()
+        return self.say(f"action:{key}", **values)
 
 
 def build_catalog(
@@ -465,6 +467,12 @@ def build_catalog(
     ordered = sorted(modules, key=lambda m: (m.order, m.id))
     templates = {key: _sandbox.from_string(text) for key, text in messages.texts.items()}
     templates |= {f"action:{key}": _sandbox.from_string(a.label) for key, a in messages.actions.items()}
+    sources = {**messages.texts, **{f"action:{key}": a.label for key, a in messages.actions.items()}}
+    static = {
+        key: templates[key].render().strip()
+        for key, text in sources.items()
+        if not meta.find_undeclared_variables(_sandbox.parse(text))
+    }
     destinations = route_phrases(ordered, messages, routing)
     normalizer = Normalizer.build(
         {**routing.abbreviations, **routing.english},
@@ -485,6 +493,7 @@ def build_catalog(
         surveys={s.id: s for s in surveys},
         _steps={(m.id, s.id): s for m in ordered for s in m.steps},
         _templates=templates,
+        _static=static,
     )
 
 

@@ -13,7 +13,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.households import delete_if_empty
-from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, ProcessedInbound
+from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority, ProcessedInbound
+
+PENDING_ADDED = "outbox_pending_added"  # session.info key: this transaction queued rows for the sender
 
 
 async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now: dt.datetime) -> set[tuple[str, str]]:
@@ -22,11 +24,12 @@ async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(ProcessedInbound)
-        .values([{"channel": channel, "event_id": event_id, "received_at": now} for channel, event_id in unique])
         .on_conflict_do_nothing(index_elements=["channel", "event_id"])
         .returning(ProcessedInbound.channel, ProcessedInbound.event_id)
     )
-    return {(channel, event_id) for channel, event_id in await session.execute(statement)}
+    # Parameters given apart (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the count.
+    rows = [{"channel": channel, "event_id": event_id, "received_at": now} for channel, event_id in unique]
+    return {(channel, event_id) for channel, event_id in await session.execute(statement, rows)}
 
 
 async def find_people(session: AsyncSession, accounts: list[tuple[str, str]]) -> dict[tuple[str, str], Person]:
@@ -137,6 +140,7 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
     """
     if not messages:
         return 0
+    session.info[PENDING_ADDED] = True  # the dispatcher wakes the sender only when something waits
     rows = [
         {
             "channel": m.channel,
@@ -162,6 +166,44 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
         .returning(OutboxMessage.id)
     )
     return len((await session.execute(statement, rows)).all())
+
+
+async def enqueue_claimed(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> list[int]:
+    """Queue replies already claimed for this process's sender (see bot.sender.OutboxSender.take):
+    after commit it sends them without claiming them again. Returns their ids, in order."""
+    if not messages:
+        return []
+    rows = [
+        {
+            "channel": m.channel,
+            "recipient": m.recipient,
+            "person_id": m.person_id,
+            "payload": m.payload,
+            "priority": m.priority,
+            "status": OutboxStatus.CLAIMED,
+            "attempts": 1,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for m in messages
+    ]
+    statement = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
+    return list(await session.scalars(statement, rows))
+
+
+async def replies_waiting(session: AsyncSession, channel: str, recipients: Sequence[str]) -> set[str]:
+    """Recipients on ``channel`` with a reply not yet sent: a new reply to them must wait its turn."""
+    rows = await session.scalars(
+        select(OutboxMessage.recipient)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.recipient.in_(list(dict.fromkeys(recipients))),
+            OutboxMessage.priority <= Priority.REPLY,
+            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
+        )
+        .distinct()
+    )
+    return set(rows)
 
 
 async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> str:

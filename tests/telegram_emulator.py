@@ -199,8 +199,8 @@ class TelegramEmulator:
             return _error(403, "Forbidden: bot was blocked by the user")
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
-        markup = params.get("reply_markup")
-        rows = json.loads(markup)["inline_keyboard"] if isinstance(markup, str) else []
+        markup = params.get("reply_markup")  # a JSON string in a form, an object in a JSON body
+        rows = (json.loads(markup) if isinstance(markup, str) else markup or {}).get("inline_keyboard", [])
         for row in rows:
             for button in row:
                 if "callback_data" in button and not 1 <= len(button["callback_data"].encode()) <= 64:

@@ -9,12 +9,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
+from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
 from bot.sender import LEAD_CHECK_SECONDS, MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
 from flows.community import QuietHours
-from flows.types import Reply
-from storage.clock import LOCAL_TZ
+from flows.types import Inbound, InboundKind, Reply
+from storage.clock import LOCAL_TZ, utc_now
 from storage.models import ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority
 from storage.repo import Outgoing, enqueue
 from tests.helpers import T0, FakeClock
@@ -81,6 +82,69 @@ async def test_replies_go_before_bulk(sessions, sender, transport) -> None:
     await queue(sessions, "y", "reply")
     await sender.drain()
     assert [t for _, t in transport.sent] == ["reply", "bulk"]
+
+
+class ClaimWatching(RecordingTransport):
+    """Records, for each message sent, how many claims the sender had made by then."""
+
+    def __init__(self, limits: RateLimits | None = None) -> None:
+        super().__init__()
+        self.limits = limits or RateLimits()
+        self.claims: list[int] = []  # the size of each non-empty claim, filled by watch_claims
+        self.claim_of: dict[str, int] = {}
+
+    async def send(self, recipient: str, reply: Reply) -> None:
+        await super().send(recipient, reply)
+        self.claim_of[reply.text] = len(self.claims)
+
+    def watch_claims(self, sender: OutboxSender) -> OutboxSender:
+        claim = sender._claim
+
+        async def counted(channel: str):
+            rows = await claim(channel)
+            if rows:
+                self.claims.append(len(rows))
+            return rows
+
+        sender._claim = counted  # type: ignore[method-assign]
+        return sender
+
+
+async def test_a_recipients_due_rows_are_claimed_together_and_sent_in_order(sessions, clock) -> None:
+    transport = ClaimWatching()
+    sender = transport.watch_claims(OutboxSender(sessions, {"test": transport}, clock=clock))
+    await queue(sessions, "a", "a1", "a2", "a3")
+    await queue(sessions, "b", "b1")
+    await sender.drain()
+    assert [t for r, t in transport.sent if r == "a"] == ["a1", "a2", "a3"]
+    assert transport.claims == [4]  # one claim for a turn's three replies, not three
+    assert {s for s, _, _ in (await statuses(sessions)).values()} == {"sent"}
+
+
+async def test_no_more_rows_to_one_recipient_in_a_claim_than_its_chat_burst(sessions, clock) -> None:
+    transport = ClaimWatching(RateLimits(per_chat=(2, 0.01)))
+    sender = transport.watch_claims(OutboxSender(sessions, {"test": transport}, clock=clock))
+    await queue(sessions, "a", "a1", "a2", "a3", "a4", "a5")
+    await sender.drain()
+    assert [t for _, t in transport.sent] == ["a1", "a2", "a3", "a4", "a5"]
+    assert transport.claims == [2, 2, 1]
+    assert [transport.claim_of[f"a{i}"] for i in range(1, 6)] == [1, 1, 2, 2, 3]
+
+
+async def test_a_retry_in_a_chain_holds_the_rest_back_without_counting_their_attempts(
+    sessions, sender, transport, clock
+) -> None:
+    transport.failures["a2"] = [TimeoutError("slow")]
+    await queue(sessions, "a", "a1", "a2", "a3")
+    await sender.drain()
+    assert transport.sent == [("a", "a1")]
+    result = await statuses(sessions)
+    assert result["a2"][:2] == ("pending", 1)
+    assert result["a3"][:2] == ("pending", 0)  # not tried: a3 never overtakes a2
+    clock.advance(60)
+    await sender.drain()
+    assert [t for _, t in transport.sent] == ["a1", "a2", "a3"]
+    assert (await statuses(sessions))["a3"][:2] == ("sent", 1)
 
 
 async def test_retry_after_waits_and_keeps_order(sessions, sender, transport, clock) -> None:
@@ -231,3 +295,74 @@ async def test_only_the_leading_process_sends_and_it_recovers_first(sessions, se
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+@contextlib.asynccontextmanager
+async def running(sender: OutboxSender):
+    loop = asyncio.create_task(sender.run(poll_seconds=0.05))
+    try:
+        await asyncio.sleep(0)
+        yield
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
+async def until(predicate, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def hello(event_id: str, user: str = "u1") -> Envelope:
+    return Envelope("test", event_id, user, Inbound(InboundKind.TEXT, utc_now(), text="/start"))
+
+
+async def all_sent(sessions) -> bool:
+    return {s for s, _, _ in (await statuses(sessions)).values()} == {"sent"}
+
+
+async def test_a_reply_goes_to_the_running_sender_without_a_claim(sessions, mini) -> None:
+    transport = ClaimWatching()
+    sender = transport.watch_claims(OutboxSender(sessions, {"test": transport}))
+    dispatcher = Dispatcher(mini, sessions, on_commit=sender.wake, handoff=sender)
+    async with running(sender):
+        await dispatcher.handle(hello("e1"))
+        await dispatcher.handle(hello("e2", user="u2"))
+        await until(lambda: all_sent(sessions))
+    assert sorted(r for r, _ in transport.sent) == ["u1", "u2"]
+    assert transport.claims == []  # handed over at commit: never claimed from the table
+
+
+async def test_a_reply_waits_behind_an_earlier_reply_to_that_person(sessions, mini) -> None:
+    transport = RecordingTransport()
+    sender = OutboxSender(sessions, {"test": transport})
+    dispatcher = Dispatcher(mini, sessions, on_commit=sender.wake, handoff=sender)
+    await queue(sessions, "u1", "earlier")
+    async with sessions.begin() as session:  # waiting to be retried, as after a timeout
+        await session.execute(update(OutboxMessage).values(next_attempt_at=utc_now() + dt.timedelta(hours=1)))
+    async with running(sender):
+        await dispatcher.handle(hello("e1"))
+        await asyncio.sleep(0.3)
+        assert transport.sent == []  # not handed over, not claimed: "earlier" goes first
+        async with sessions.begin() as session:
+            await session.execute(update(OutboxMessage).values(next_attempt_at=utc_now() - dt.timedelta(seconds=1)))
+        sender.wake()
+        await until(lambda: all_sent(sessions))
+    assert transport.sent[0][1] == "earlier"
+    assert len(transport.sent) == 2
+
+
+async def test_a_stopped_sender_takes_nothing_and_the_reply_waits_in_the_outbox(sessions, mini) -> None:
+    transport = RecordingTransport()
+    sender = OutboxSender(sessions, {"test": transport})
+    dispatcher = Dispatcher(mini, sessions, on_commit=sender.wake, handoff=sender)
+    await dispatcher.handle(hello("e1"))
+    await asyncio.sleep(0.1)
+    assert transport.sent == []
+    assert {s for s, _, _ in (await statuses(sessions)).values()} == {"pending"}
+    assert await sender.drain() == 1
+    assert len(transport.sent) == 1

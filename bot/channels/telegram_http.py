@@ -3,7 +3,8 @@
 python-telegram-bot documents :class:`telegram.request.BaseRequest` as the place to plug in
 another HTTP library. At full load, httpx/httpcore took about half of the bot process's time
 sending replies; aiohttp, which already serves our webhooks, sends the same requests for a
-fraction of that. Requests are the same as PTB's own: form fields, or multipart with files.
+fraction of that. Parameters go as a JSON body (the Bot API's documented alternative to a form,
+cheaper to encode than percent-escaped Vietnamese), or as PTB's multipart when there are files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class AiohttpRequest(BaseRequest):
@@ -66,8 +69,9 @@ class AiohttpRequest(BaseRequest):
         waiting = None if connect is None or pool is None else connect + pool
         timeout = aiohttp.ClientTimeout(total=None, connect=waiting, sock_connect=connect, sock_read=read)
         try:
+            body, headers = _body(request_data)
             async with self._session.request(
-                method, url, data=_body(request_data), timeout=timeout, allow_redirects=False
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:
@@ -76,16 +80,16 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """Form fields as PTB sends them (JSON-encoded values), multipart when there are files."""
+def _body(request_data: RequestData | None) -> tuple[bytes | aiohttp.FormData | None, dict[str, str] | None]:
+    """A JSON body (one C-speed encoding, which the Bot API accepts except for uploads), or multipart
+    with the fields as PTB sends them (JSON-encoded values) when there are files."""
     if request_data is None:
-        return None
-    fields = request_data.json_parameters
+        return None, None
     if not request_data.contains_files:
-        return fields
+        return request_data.json_payload, JSON_HEADERS
     form = aiohttp.FormData()
-    for name, value in fields.items():
+    for name, value in request_data.json_parameters.items():
         form.add_field(name, value)
     for name, (filename, content, mimetype) in request_data.multipart_data.items():
         form.add_field(name, content, filename=filename, content_type=mimetype)
-    return form
+    return form, None
