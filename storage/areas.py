@@ -6,7 +6,9 @@ import csv
 import datetime as dt
 import io
 import re
+import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import CTE, select
@@ -57,6 +59,7 @@ async def seed_areas(session: AsyncSession, specs: Sequence[AreaSpec], now: dt.d
             .returning(Area.code)
         )
         inserted += len((await session.execute(statement)).all())
+    _areas_changed()
     return inserted
 
 
@@ -80,6 +83,7 @@ async def upsert_areas(session: AsyncSession, specs: Sequence[AreaSpec], now: dt
                 area.updated_at = now
                 updated += 1
         await session.flush()  # this level's rows exist before the next level points at them
+    _areas_changed()
     return inserted, updated
 
 
@@ -129,6 +133,46 @@ async def communes(session: AsyncSession) -> list[Area]:
     """Every commune, ordered by name."""
     found = list(await session.scalars(select(Area).where(Area.kind == AreaKind.COMMUNE.value)))
     return sorted(found, key=lambda a: (name_key(a.name), a.code))
+
+
+@dataclass(frozen=True)
+class Place:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Places:
+    """What the village question offers: every commune by name, and each commune's villages by name."""
+
+    communes: tuple[Place, ...]
+    villages: Mapping[str, tuple[Place, ...]]  # by commune code
+
+
+PLACES_TTL_SECONDS = 10.0  # areas imported by another process (the CLI) show up this soon
+_places: dict[str, tuple[float, Places]] = {}  # by database URL
+_monotonic = time.monotonic  # tests move it
+
+
+async def places(session: AsyncSession) -> Places:
+    """:func:`communes` and their :func:`villages`, kept in memory: the question is asked of every new
+    resident, and areas change a few times a year. Imports in this process refresh it at once."""
+    key = session.get_bind().url.render_as_string()
+    cached = _places.get(key)
+    if cached is not None and _monotonic() - cached[0] < PLACES_TTL_SECONDS:
+        return cached[1]
+    found = await communes(session)
+    villages_of = {
+        commune.code: tuple(Place(v.code, v.name) for v in await villages(session, within=[commune.code]))
+        for commune in found
+    }
+    result = Places(tuple(Place(c.code, c.name) for c in found), villages_of)
+    _places[key] = (_monotonic(), result)
+    return result
+
+
+def _areas_changed() -> None:
+    _places.clear()
 
 
 async def area_tree(session: AsyncSession) -> list[tuple[int, Area]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from sqlalchemy import func, select
 from flows.catalog import Catalog
 from flows.community import AreaKind, AreaSpec
 from storage.areas import (
+    PLACES_TTL_SECONDS,
     area_kinds,
     area_tree,
     communes,
     descendants,
+    places,
     read_area_csv,
     seed_areas,
     upsert_areas,
@@ -222,6 +225,26 @@ async def test_villages_and_communes_come_in_reading_order(sessions) -> None:
         assert await villages(session, within=[]) == []
         tree = [(depth, area.code) for depth, area in await area_tree(session)]
     assert tree == [(0, "p"), (1, "b"), (2, "b1"), (1, "a"), (2, "a2"), (2, "a1"), (2, "a3")]
+
+
+async def test_the_village_question_reads_areas_once_and_sees_changes(sessions, monkeypatch) -> None:
+    async with sessions.begin() as session:
+        await upsert_areas(session, TREE, T0)
+    async with sessions() as session:
+        found = await places(session)
+    assert [c.code for c in found.communes] == ["b", "a"]
+    assert [v.code for v in found.villages["a"]] == ["a2", "a1", "a3"]
+    async with sessions.begin() as session:  # what another process (the CLI) would write
+        session.add(Area(code="a4", parent_code="a", kind="village", name="Thôn 1", updated_at=T0))
+    async with sessions() as session:
+        assert [v.code for v in (await places(session)).villages["a"]] == ["a2", "a1", "a3"]  # still in memory
+        later = time.monotonic() + PLACES_TTL_SECONDS
+        monkeypatch.setattr("storage.areas._monotonic", lambda: later)
+        assert [v.code for v in (await places(session)).villages["a"]] == ["a4", "a2", "a1", "a3"]
+    async with sessions.begin() as session:  # an import in this process: seen at once
+        await upsert_areas(session, [spec("a5", "a", "village", "Thôn 0")], T0)
+    async with sessions() as session:
+        assert [v.code for v in (await places(session)).villages["a"]] == ["a5", "a4", "a2", "a1", "a3"]
 
 
 # --- `hocvuso areas` ---------------------------------------------------------------------------

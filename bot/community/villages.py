@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.community.turn import Option, Picked, Turn, ask, joined, show_menu
-from storage.areas import communes, villages
+from storage.areas import Place, places, villages
 from storage.models import Area
 
 SKIP = "skip"
@@ -14,7 +14,7 @@ SKIP = "skip"
 async def open_villages(turn: Turn, then: str, preface: str = "") -> None:
     """Ask where the person lives; ``then`` says what follows (welcome, menu, household_create);
     ``preface`` goes on top of the question."""
-    found = await communes(turn.session)
+    found = (await places(turn.session)).communes
     if len(found) > 1:
         options = [Option(c.code, c.name) for c in found] + [Option(SKIP, turn.label("dialog.skip"))]
         ask(turn, "village.commune", joined(preface, turn.say("village_ask_commune")), options, then=then)
@@ -31,7 +31,7 @@ async def on_commune(turn: Turn, answer: Picked) -> None:
     if commune is None:
         await _after(turn, then, "")
         return
-    await _ask_village(turn, commune, then)
+    await _ask_village(turn, Place(commune.code, commune.name), then)
 
 
 async def on_village(turn: Turn, answer: Picked) -> None:
@@ -45,8 +45,10 @@ async def on_village(turn: Turn, answer: Picked) -> None:
     await _after(turn, then, turn.say("village_saved", village=village.name, commune=commune or ""))
 
 
-async def _ask_village(turn: Turn, commune: Area, then: str, preface: str = "") -> None:
-    found = await villages(turn.session, within=[commune.code])
+async def _ask_village(turn: Turn, commune: Place, then: str, preface: str = "") -> None:
+    found = (await places(turn.session)).villages.get(commune.code)
+    if found is None:  # a commune created since the places were read: ask the database
+        found = tuple(Place(v.code, v.name) for v in await villages(turn.session, within=[commune.code]))
     if not found:
         await _after(turn, then, joined(preface, turn.say("village_none")))
         return
