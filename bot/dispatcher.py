@@ -27,7 +27,7 @@ from storage.repo import (
     Outgoing,
     claim_inbound,
     enqueue,
-    enqueue_claimed,
+    enqueue_taken,
     find_people,
     record_inbound,
     replies_waiting,
@@ -82,7 +82,7 @@ class Dispatcher:
         self._clock = clock
         self._base_url = base_url  # where the bot's web pages are reached (login links point there)
         self._windows = dict(windows or {})  # Settings.sending_windows, for broadcast previews
-        self._handoff = handoff  # replies committed already claimed go straight to it, when it accepts them
+        self._handoff = handoff  # replies go straight to it at commit, when it accepts them
         self._waiting: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._effects: set[asyncio.Task[None]] = set()
@@ -171,7 +171,7 @@ class Dispatcher:
                         await session.execute(insert(ParticipationEvent), events)
                     direct, queued = await self._split_for_handoff(session, outgoing)
                     await enqueue(session, queued, now)
-                    taken = list(zip(await enqueue_claimed(session, direct, now), direct, strict=True))
+                    taken = list(zip(await enqueue_taken(session, direct, now), direct, strict=True))
             pending = bool(session.info.get(PENDING_ADDED))
         if taken:
             self._handoff.take(taken)  # type: ignore[union-attr]

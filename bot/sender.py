@@ -6,7 +6,9 @@ is simply pending again. A bulk message is marked "sending" (and committed)
 right before the platform call, so a crash during the call is visible on
 restart and the message is marked "unknown", not resent (see DESIGN.md,
 invariant 2). A reply to a resident goes from claimed to the call directly: it
-is sent again after a crash anyway (a rare duplicate beats a lost answer).
+is sent again after a crash anyway (a rare duplicate beats a lost answer). Most
+replies skip the claim: the dispatcher commits them as "sending" and hands them
+to the running sender (:meth:`OutboxSender.take`).
 """
 
 from __future__ import annotations
@@ -92,11 +94,11 @@ class OutboxSender:
         return self._running and channel in self._transports
 
     def take(self, rows: Sequence[tuple[int, Outgoing]]) -> None:
-        """Send replies the dispatcher committed already claimed (storage.repo.enqueue_claimed).
+        """Send replies the dispatcher committed as "sending" (storage.repo.enqueue_taken).
 
         A resident's answer then costs no claim: the dispatcher checked in its transaction that
-        nothing to that recipient was waiting before them. After a crash they are claimed rows, so
-        :meth:`recover` makes them pending again, like any claimed row.
+        nothing to that recipient was waiting before them. After a crash they are replies in flight,
+        so :meth:`recover` makes them pending again (a rare duplicate beats a lost answer).
         """
         batch = [_Row(row_id, o.channel, o.recipient, o.payload, o.priority) for row_id, o in rows]
         task = asyncio.create_task(self._send_batch(batch))

@@ -168,9 +168,10 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
     return len((await session.execute(statement, rows)).all())
 
 
-async def enqueue_claimed(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> list[int]:
-    """Queue replies already claimed for this process's sender (see bot.sender.OutboxSender.take):
-    after commit it sends them without claiming them again. Returns their ids, in order."""
+async def enqueue_taken(session: AsyncSession, messages: Sequence[Outgoing], now: dt.datetime) -> list[int]:
+    """Queue replies that this process's sender takes at commit (bot.sender.OutboxSender.take), as
+    "sending": it calls the platform right away, so after a crash they count as interrupted (and,
+    being replies, are sent again). Returns their ids, in order."""
     if not messages:
         return []
     rows = [
@@ -180,7 +181,7 @@ async def enqueue_claimed(session: AsyncSession, messages: Sequence[Outgoing], n
             "person_id": m.person_id,
             "payload": m.payload,
             "priority": m.priority,
-            "status": OutboxStatus.CLAIMED,
+            "status": OutboxStatus.SENDING,
             "attempts": 1,
             "next_attempt_at": now,
             "created_at": now,
