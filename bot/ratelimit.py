@@ -22,17 +22,14 @@ class RateLimits:
 
 
 PACING_MARGIN = 1.01
-# How far the slots may catch up after the event loop was late: any N consecutive slots of a limit of
-# N a second then still span more than a second, since PACING_MARGIN leaves 10 ms in every second.
-CATCH_UP_SECONDS = 0.005
 
 
 class Pacer:
     """At most one acquisition every ``interval`` seconds, evenly spaced; urgent waiters go first.
 
-    Replies to residents are urgent: they overtake bulk messages already waiting for their slot.
-    Slots follow a fixed beat, so a timer that fires late does not push every later slot back; at
-    most ``CATCH_UP_SECONDS`` are made up, so no one-second window holds more than the limit.
+    Replies to residents are urgent: they overtake bulk messages already waiting for their slot. A
+    slot missed while the event loop was busy is not made up for later, so no one-second window ever
+    holds more than ``1 / interval`` acquisitions.
     """
 
     def __init__(self, interval: float) -> None:
@@ -45,16 +42,12 @@ class Pacer:
     async def acquire(self, urgent: bool = False) -> None:
         loop = asyncio.get_running_loop()
         if not self._waiters and loop.time() >= self._next:
-            self._advance(loop)
+            self._next = loop.time() + self._interval
             return
         waiter: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), waiter))
         self._arm(loop)
         await waiter  # cancelled: its slot goes to the next waiter
-
-    def _advance(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A slot was used now: the next one is a beat after this one, or after now less the catch-up."""
-        self._next = max(self._next, loop.time() - CATCH_UP_SECONDS) + self._interval
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:
@@ -66,7 +59,7 @@ class Pacer:
             _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
                 waiter.set_result(None)
-                self._advance(loop)
+                self._next = loop.time() + self._interval
                 break
         self._arm(loop)
 
