@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
@@ -29,21 +30,23 @@ class Pacer:
 
     Replies to residents are urgent: they overtake bulk messages already waiting for their slot. A
     slot missed while the event loop was busy is not made up for later, so no one-second window ever
-    holds more than ``1 / interval`` acquisitions.
+    holds more than ``1 / interval`` acquisitions. Slots are kept in ``time.monotonic()``, not in the
+    loop's time: uvloop's clock is cached per loop iteration in milliseconds, and its timers fire up
+    to an iteration early; a timer that fires early is set again.
     """
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
-        self._next = 0.0  # event-loop time of the next free slot
+        self._next = 0.0  # time.monotonic() of the next free slot
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
     async def acquire(self, urgent: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        if not self._waiters and loop.time() >= self._next:
-            self._next = loop.time() + self._interval
+        if not self._waiters and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self._interval
             return
+        loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), waiter))
         self._arm(loop)
@@ -51,16 +54,17 @@ class Pacer:
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:
-            self._timer = loop.call_at(max(self._next, loop.time()), self._release, loop)
+            self._timer = loop.call_later(max(0.0, self._next - time.monotonic()), self._release, loop)
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        while self._waiters:
-            _, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)
-                self._next = loop.time() + self._interval
-                break
+        if time.monotonic() >= self._next:  # else the timer fired early: wait for the slot
+            while self._waiters:
+                _, _, waiter = heapq.heappop(self._waiters)
+                if not waiter.done():
+                    waiter.set_result(None)
+                    self._next = time.monotonic() + self._interval
+                    break
         self._arm(loop)
 
 
