@@ -166,6 +166,13 @@ async def dispatcher(app: App, events: int = 3000, people: int = 500) -> dict[st
     return {"events_per_s": await per_second(turns), "agree_per_s": agree, "village_per_s": village}
 
 
+async def settle(seconds: float = 3.0) -> None:
+    """Between scenarios: the disk writes of the last one (the peer's pickle file is rewritten thousands of
+    times) are flushed before the next one is timed, so that no scenario pays for another's writeback."""
+    await asyncio.to_thread(os.sync)
+    await asyncio.sleep(seconds)
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nInbound bench ({results['machine']}); peer: {results['peer_is']}")
     columns = ["updates_per_s", "ratio", "p50_ms", "p99_ms", "lost", "duplicated", "gave_up", "longest_silence_s"]
@@ -204,20 +211,24 @@ async def main() -> None:
             turns = script(app)
         if "peer" in wanted:
             results["peer"] = await peer(turns, args)
+            await settle()
             print("peer", results["peer"], flush=True)
         if "sqlite" in wanted:
             results["sqlite"] = await ours(sqlite_url, Path(tmp), turns, args)
+            await settle()
             print("sqlite", results["sqlite"], flush=True)
         if "postgresql" in wanted and not args.no_postgres:
             if await postgres_answers(args.postgres_url):
                 with tempfile.TemporaryDirectory() as pg_tmp:
                     async with fresh_postgres(args.postgres_url) as pg_url:
                         results["postgresql"] = await ours(pg_url, Path(pg_tmp), turns, args)
+                await settle()
                 print("postgresql", results["postgresql"], flush=True)
             else:
                 print(f"no PostgreSQL answers at {args.postgres_url}: skipped", flush=True)
         if "paced" in wanted:
             results["paced"] = await paced(sqlite_url, Path(tmp), turns, args)
+            await settle()
         if "dispatcher" in wanted:
             with tempfile.TemporaryDirectory() as d_tmp:
                 url = f"sqlite+aiosqlite:///{Path(d_tmp) / 'd.db'}"
