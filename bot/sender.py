@@ -1,14 +1,14 @@
 """The outbox sender: delivers committed messages, in order per recipient, once.
 
-Rows go pending -> claimed -> sending -> sent. A claimed row waits for its
+Rows go pending -> claimed -> sending -> sent. A claimed bulk row waits for its
 slot under the channel's limits and was certainly not sent: after a crash it
 is simply pending again. A bulk message is marked "sending" (and committed)
 right before the platform call, so a crash during the call is visible on
 restart and the message is marked "unknown", not resent (see DESIGN.md,
-invariant 2). A reply to a resident goes from claimed to the call directly: it
-is sent again after a crash anyway (a rare duplicate beats a lost answer). Most
-replies skip the claim: the dispatcher commits them as "sending" and hands them
-to the running sender (:meth:`OutboxSender.take`).
+invariant 2). A reply to a resident goes from claimed to the call directly: after
+a crash it counts as interrupted and is sent again (a rare duplicate beats a lost
+answer). Most replies skip the claim: the dispatcher commits them as "sending"
+and hands them to the running sender (:meth:`OutboxSender.take`).
 """
 
 from __future__ import annotations
@@ -110,20 +110,22 @@ class OutboxSender:
         channels = list(self._transports)
         async with self._sessions.begin() as session:
             mine = OutboxMessage.channel.in_(channels)
+            reply, bulk = OutboxMessage.priority <= Priority.REPLY, OutboxMessage.priority > Priority.REPLY
+            # A claimed reply may have been sent too (a reply goes from claimed to the call).
+            replies = and_(mine, reply, OutboxMessage.status.in_([OutboxStatus.CLAIMED, OutboxStatus.SENDING]))
             await session.execute(
                 update(OutboxMessage)
-                .where(mine, OutboxMessage.status == OutboxStatus.CLAIMED)
-                .values(status=OutboxStatus.PENDING)
-            )
-            in_flight = and_(OutboxMessage.status == OutboxStatus.SENDING, mine)
-            await session.execute(
-                update(OutboxMessage)
-                .where(in_flight, OutboxMessage.priority <= Priority.REPLY)
+                .where(replies)
                 .values(status=OutboxStatus.PENDING, last_error="interrupted while sending; retried")
             )
             await session.execute(
                 update(OutboxMessage)
-                .where(in_flight, OutboxMessage.priority > Priority.REPLY)
+                .where(mine, bulk, OutboxMessage.status == OutboxStatus.CLAIMED)
+                .values(status=OutboxStatus.PENDING)
+            )
+            await session.execute(
+                update(OutboxMessage)
+                .where(mine, bulk, OutboxMessage.status == OutboxStatus.SENDING)
                 .values(status=OutboxStatus.UNKNOWN, last_error="interrupted while sending; not retried")
             )
 

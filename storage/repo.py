@@ -141,21 +141,7 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
     if not messages:
         return 0
     session.info[PENDING_ADDED] = True  # the dispatcher wakes the sender only when something waits
-    rows = [
-        {
-            "channel": m.channel,
-            "recipient": m.recipient,
-            "person_id": m.person_id,
-            "payload": m.payload,
-            "priority": m.priority,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "run_id": m.run_id,
-        }
-        for m in messages
-    ]
+    rows = _outbox_rows(messages, now, OutboxStatus.PENDING, attempts=0)
     if all(m.run_id is None for m in messages):
         await session.execute(insert(OutboxMessage), rows)
         return len(rows)
@@ -174,22 +160,27 @@ async def enqueue_taken(session: AsyncSession, messages: Sequence[Outgoing], now
     being replies, are sent again). Returns their ids, in order."""
     if not messages:
         return []
-    rows = [
+    rows = _outbox_rows(messages, now, OutboxStatus.SENDING, attempts=1)
+    statement = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
+    return list(await session.scalars(statement, rows))
+
+
+def _outbox_rows(messages: Sequence[Outgoing], now: dt.datetime, status: str, attempts: int) -> list[dict[str, Any]]:
+    return [
         {
             "channel": m.channel,
             "recipient": m.recipient,
             "person_id": m.person_id,
             "payload": m.payload,
             "priority": m.priority,
-            "status": OutboxStatus.SENDING,
-            "attempts": 1,
+            "status": status,
+            "attempts": attempts,
             "next_attempt_at": now,
             "created_at": now,
+            "run_id": m.run_id,
         }
         for m in messages
     ]
-    statement = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
-    return list(await session.scalars(statement, rows))
 
 
 async def replies_waiting(session: AsyncSession, channel: str, recipients: Sequence[str]) -> set[str]:

@@ -213,6 +213,16 @@ async def test_recovery_retries_replies_but_not_bulk(sessions, sender, transport
     assert result["bulk in flight"][0] == "unknown"
 
 
+async def test_a_claimed_reply_counts_as_interrupted_after_a_crash(sessions, sender, transport) -> None:
+    await queue(sessions, "a", "claimed reply")  # claimed replies go to the call directly: it may have been sent
+    async with sessions.begin() as session:
+        await session.execute(update(OutboxMessage).values(status=OutboxStatus.CLAIMED, attempts=1))
+    await sender.recover()
+    await sender.drain()
+    assert transport.sent == [("a", "claimed reply")]
+    assert (await statuses(sessions))["claimed reply"] == ("sent", 2, "interrupted while sending; retried")
+
+
 async def test_a_reply_never_waits_behind_bulk_to_the_same_person(sessions, sender, transport) -> None:
     await queue(sessions, "x", "bulk 1", "bulk 2", priority=Priority.BULK)
     await queue(sessions, "x", "reply")
