@@ -136,17 +136,23 @@ class OutboxSender:
             # The next batch is claimed while the current one goes out, so the channel's limiter never
             # waits on the database; claimed rows are in progress, so a recipient's next row waits its turn.
             in_flight: set[asyncio.Task[int]] = set()
-            while self._clock() >= self._paused_until.get(name, _EPOCH):
-                batch = await self._claim(name)
-                if batch:
-                    in_flight.add(asyncio.create_task(self._send_batch(batch)))
-                if in_flight and (not batch or len(in_flight) >= BATCHES_IN_FLIGHT):
-                    # Full, or nothing claimable until a batch in flight is done (its recipients' next rows).
-                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    handled += sum(task.result() for task in done)
-                elif not batch:
-                    break
-            handled += sum(await asyncio.gather(*in_flight))
+            try:
+                while self._clock() >= self._paused_until.get(name, _EPOCH):
+                    batch = await self._claim(name)
+                    if batch:
+                        in_flight.add(asyncio.create_task(self._send_batch(batch)))
+                    if in_flight and (not batch or len(in_flight) >= BATCHES_IN_FLIGHT):
+                        # Full, or nothing claimable until a batch in flight is done (its recipients' next rows).
+                        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        handled += sum(task.result() for task in done)
+                    elif not batch:
+                        break
+                handled += sum(await asyncio.gather(*in_flight))
+            except asyncio.CancelledError:  # stopped: no batch goes on sending in the background
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+                raise
         return handled
 
     async def _send_batch(self, batch: list[_Row]) -> int:
@@ -176,6 +182,17 @@ class OutboxSender:
             await asyncio.gather(*(self._run_channel(name, poll_seconds) for name in self._transports))
         finally:
             self._running = False
+            await self._stop_taken()
+
+    async def _stop_taken(self, seconds: float = 5.0) -> None:
+        """Once the sender stops, nothing it was handed goes on in the background: the replies being sent
+        finish within ``seconds`` or are cancelled (then they are replies in flight, see :meth:`recover`)."""
+        if not self._taken:
+            return
+        _, late = await asyncio.wait(set(self._taken), timeout=seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def run_while_leading(self, leading: asyncio.Event, poll_seconds: float = 1.0) -> None:
         """:meth:`run`, but only while ``leading`` is set: on PostgreSQL one process holds the
