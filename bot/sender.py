@@ -197,12 +197,11 @@ class OutboxSender:
     async def run_while_leading(self, leading: asyncio.Event, poll_seconds: float = 1.0) -> None:
         """:meth:`run`, but only while ``leading`` is set: on PostgreSQL one process holds the
         scheduler's advisory lock, and only it sends, so the platforms' limits hold across workers.
-        Each time the lead is taken, rows left in flight by the previous sender are recovered first."""
+        Each time the lead is taken, rows left in flight by the previous sender are recovered first (this
+        process's own were settled when its :meth:`run` stopped)."""
         while True:
             await leading.wait()
             try:
-                # Replies taken while leading before are sent and recorded first: recovery would resend them.
-                await asyncio.gather(*self._taken, return_exceptions=True)
                 await self.recover()
             except Exception:
                 log.exception("outbox recovery failed; retrying")
