@@ -179,7 +179,7 @@ async def test_postgresql_connections_cut_mid_run_lose_and_duplicate_nothing(
         expected = await expected_texts(app, INBOUNDS, tmp_path)
         statuses: list[int] = []
         chatting = asyncio.create_task(residents_chat(emu, client, range(900, 930), expected, statuses))
-        cut = await cut_connections(db_url, times=8, every=0.25)
+        cut = await cut_connections(db_url, times=40, every=0.05)  # dense: commits are short
         await chatting
         async with app.sessions() as session:
             people = await session.scalar(select(func.count()).select_from(Person))
