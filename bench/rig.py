@@ -32,6 +32,7 @@ from bot.ratelimit import RateLimits
 from bot.server import WEBHOOK_PATH
 from flows.types import ConversationState
 from storage.models import ChannelIdentity, Conversation, Person
+from tests.helpers import content_at_any_hour
 from tests.telegram_emulator import TOKEN, TelegramEmulator
 
 SECRET = "bench-secret"
@@ -84,6 +85,7 @@ class Rig:
         self.extra_env = env or {}  # more settings for the bot (e.g. the Zalo channels)
         self.command = command or [str(Path(sys.executable).parent / "hocvuso"), "run"]
         self.server: asyncio.subprocess.Process | None = None
+        self.content = content_at_any_hour(data_dir)
 
     async def __aenter__(self) -> Rig:
         self.api = TestServer(self.emulator.app())
@@ -109,6 +111,7 @@ class Rig:
             "TELEGRAM_WEBHOOK_SECRET": SECRET,
             "TELEGRAM_RATE_PER_SECOND": str(self.limits.per_second or 0),
             "TELEGRAM_RATE_PER_CHAT": per_chat,
+            "HOCVUSO_CONTENT_DIR": str(self.content),  # no quiet hours: broadcasts go at any hour
             **self.extra_env,
         }
         self.server = await asyncio.create_subprocess_exec(*self.command, env=env, stdout=asyncio.subprocess.DEVNULL)

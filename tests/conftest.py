@@ -22,6 +22,7 @@ from content import CONTENT_DIR, read_content
 from flows.catalog import AREAS_FILE, COMMUNITY_FILE, ROUTING_FILE, SCAM_FILE, Catalog, load_catalog
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade
+from tests.helpers import content_at_any_hour
 
 DATA = Path(__file__).parent / "data"
 T0 = dt.datetime(2026, 11, 2, 1, 30, tzinfo=dt.UTC)
@@ -154,9 +155,17 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
     return run
 
 
+@pytest.fixture(scope="session")
+def any_hour_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return content_at_any_hour(tmp_path_factory.mktemp("any_hour"))
+
+
 @pytest.fixture
-async def app(tmp_path: Path, db_url: str) -> AsyncIterator[App]:
-    """The whole bot (catalog, database, dispatcher, sender) on each database, no channel attached."""
-    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=CONTENT_DIR)
+async def app(tmp_path: Path, db_url: str, any_hour_content: Path) -> AsyncIterator[App]:
+    """The whole bot (catalog, database, dispatcher, sender) on each database, no channel attached.
+
+    The shipped content without quiet hours: its sender delivers broadcasts whatever the hour the tests run.
+    """
+    settings = Settings(data_dir=tmp_path, database_url=db_url, auto_upgrade=True, content_dir=any_hour_content)
     async with open_app(settings) as opened:
         yield opened

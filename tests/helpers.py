@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shutil
 from collections import deque
+from pathlib import Path
 
+from content import CONTENT_DIR
 from flows.catalog import Catalog
 from flows.engine import advance, screen
 from flows.types import ConversationState, Inbound, InboundKind, Outcome
@@ -23,6 +27,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
+
+
+def content_at_any_hour(root: Path) -> Path:
+    """A copy of the shipped content without quiet hours, in ``root``: bulk messages go out at any hour.
+
+    For the tests and benches that send broadcasts: what they check must not depend on the time of day
+    they run at. Quiet hours have tests of their own, under a fixed clock.
+    """
+    content = root / "content"
+    shutil.copytree(CONTENT_DIR, content, ignore=shutil.ignore_patterns("__pycache__", "*.py"), dirs_exist_ok=True)
+    community = content / "community.yaml"
+    changed, found = re.subn(
+        r"^quiet_hours:.*$", 'quiet_hours: {start: "00:00", end: "00:00"}', community.read_text("utf-8"), flags=re.M
+    )
+    assert found == 1, f"no quiet_hours line in {community}"
+    community.write_text(changed, encoding="utf-8")
+    return content
 
 
 def text(value: str) -> Inbound:

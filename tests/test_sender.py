@@ -13,6 +13,8 @@ from bot.dispatcher import Dispatcher, Envelope
 from bot.ratelimit import RateLimits
 from bot.sender import LEAD_CHECK_SECONDS, MAX_ATTEMPTS, OutboxSender
 from bot.transport import Rejected, RetryLater, Unreachable
+from content import read_content
+from flows.catalog import load_catalog
 from flows.community import QuietHours
 from flows.types import Inbound, InboundKind, Reply
 from storage.clock import LOCAL_TZ, utc_now
@@ -243,6 +245,16 @@ async def test_quiet_hours_hold_bulk_but_not_replies(sessions, transport, clock)
     clock.advance(1)  # 07:00
     await sender.drain()
     assert transport.sent == [("y", "reply"), ("x", "bulk")]
+
+
+async def test_quiet_hours_starting_when_they_end_hold_nothing(sessions, transport, clock, any_hour_content) -> None:
+    quiet = load_catalog(read_content(any_hour_content)).community.quiet_hours
+    assert quiet.start == quiet.end
+    sender = OutboxSender(sessions, {"test": transport}, clock=clock, quiet_hours=quiet)
+    clock.now = dt.datetime(2026, 11, 2, 23, 30, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+    await queue(sessions, "x", "bulk at night", priority=Priority.BULK)
+    await sender.drain()
+    assert transport.sent == [("x", "bulk at night")]
 
 
 async def test_a_claimed_row_never_sent_is_pending_again_after_a_crash(sessions, sender, transport) -> None:
