@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rig import RESULTS, Rig, add_residents, percentile, steady_rate
+from rig import RESULTS, Rig, add_residents, percentile, rate_within, steady_rate
 
 from bot.app import open_app
 from bot.broadcasts import service
@@ -149,7 +149,7 @@ async def main() -> None:
         await outbox.engine.dispose()
     per_chat = Counter(s.chat_id for s in bulk)
     achieved, (low, high), span = steady_rate([s.at for s in bulk], killed_at)
-    channel = sum(1 for sent in everything if low <= sent.at <= high) / span if span > 0 else float("nan")
+    channel = rate_within([sent.at for sent in everything], (low, high), span)
     unknown = counts.get("unknown", 0)
     received = set(per_chat)
     lost = sum(1 for chat, status in statuses.items() if chat not in received and status != "unknown")

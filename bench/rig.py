@@ -65,6 +65,13 @@ def steady_rate(
     return ((len(times) * 8 // 10) / span if span > 0 else float("nan")), (low, high), span
 
 
+def rate_within(times: list[float], window: tuple[float, float], span: float) -> float:
+    """Deliveries per second within ``window`` (of ``span`` seconds, see steady_rate): e.g. the whole
+    channel's, the broadcast's and the replies to residents writing meanwhile, when it ran steadily."""
+    low, high = window
+    return sum(1 for at in times if low <= at <= high) / span if span > 0 else float("nan")
+
+
 class Rig:
     """The emulator and the load driver here; the bot as its own process, as in production.
 

@@ -302,17 +302,19 @@ class OutboxSender:
 
     async def _deliver(self, row: _Row) -> DeliveryError | None:
         """Send one row; return what went wrong, or None. Touches no database."""
-        window = self._windows.get(row.channel) if row.priority > Priority.REPLY else None  # a reply answers now
+        urgent = row.priority <= Priority.REPLY
+        window = None if urgent else self._windows.get(row.channel)  # a reply answers now
         if window is not None and outside_window(row.last_inbound_at, window, self._clock()):
             return OutOfWindow(f"their last message is older than {window}: the platform would refuse it")
         try:
-            await self._limiters[row.channel].acquire(row.recipient, urgent=row.priority <= Priority.REPLY)
-            paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
-            if paused > dt.timedelta(0):  # a 429 arrived meanwhile: the platform is not called
-                return RetryLater("waiting after a 429", paused.total_seconds())
-            if row.priority > Priority.REPLY:
-                await self._mark_sending(row.id)
-            await self._transports[row.channel].send(row.recipient, Reply.from_dict(row.payload))
+            async with self._limiters[row.channel].slot(row.recipient, urgent) as sending:
+                paused = self._paused_until.get(row.channel, _EPOCH) - self._clock()
+                if paused > dt.timedelta(0):  # a 429 arrived meanwhile: the platform is not called
+                    return RetryLater("waiting after a 429", paused.total_seconds())
+                if not urgent:
+                    await self._mark_sending(row.id)
+                sending()
+                await self._transports[row.channel].send(row.recipient, Reply.from_dict(row.payload))
         except DeliveryError as exc:
             if isinstance(exc, RetryLater) and exc.retry_after is not None:
                 until = self._clock() + dt.timedelta(seconds=exc.retry_after)
