@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -417,6 +417,7 @@ class ContentInvalid(Exception):
         self.errors = errors
 
 
+T = TypeVar("T")
 _Spec = TypeVar("_Spec", ModuleSpec, MessagesSpec, RoutingSpec, ScamSpec, CommunitySpec, AreasFile, SurveysFile)
 _sandbox = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
@@ -437,9 +438,18 @@ class Catalog:
     _steps: Mapping[tuple[str, str], StepSpec] = field(repr=False)
     _templates: Mapping[str, Template] = field(repr=False)
     _static: Mapping[str, str] = field(repr=False, default_factory=dict)  # templates without variables, rendered
+    _derived: dict[Hashable, Any] = field(repr=False, compare=False, default_factory=dict)  # see derived()
 
     def step(self, module_id: str, step_id: str) -> StepSpec | None:
         return self._steps.get((module_id, step_id))
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """A value that depends on the content alone, made once per catalog (e.g. a step's choices)."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+            return value
 
     def say(self, key: str, **values: Any) -> str:
         """Render one of the engine's sentences."""

@@ -101,6 +101,17 @@ def unfinished_module(catalog: Catalog, state: ConversationState) -> str:
 
 
 def _mode_choices(catalog: Catalog, state: ConversationState) -> list[Choice]:
+    """The choices of the menu, of "I am stuck" or of the current step: the same for everyone there."""
+    if state.mode is Mode.MENU:
+        key: tuple[str, ...] = (Mode.MENU, state.module if in_progress(catalog, state) else "")
+    elif state.mode is Mode.STUCK:
+        key = (Mode.STUCK,)
+    else:
+        key = (Mode.STEP, state.module, state.step)
+    return list(catalog.derived(("choices", *key), lambda: tuple(_make_mode_choices(catalog, state))))
+
+
+def _make_mode_choices(catalog: Catalog, state: ConversationState) -> list[Choice]:
     if state.mode is Mode.MENU:
         found = [action(catalog, state, CONTINUE)] if in_progress(catalog, state) else []
         for module in catalog.modules.values():
