@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -57,7 +57,13 @@ class Reply:
     buttons: tuple[Button, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What ``dataclasses.asdict`` gives, several times faster (a reply is stored for every message)."""
+        return {
+            "text": self.text,
+            "image": self.image,
+            "links": tuple({"label": link.label, "url": link.url} for link in self.links),
+            "buttons": tuple({"id": button.id, "label": button.label} for button in self.buttons),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reply:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from flows.catalog import Catalog
 from flows.engine import advance, resume, screen
 from flows.text import MAX_INPUT_CHARS
-from flows.types import ConversationState, EventKind, Inbound, InboundKind, Mode
+from flows.types import ConversationState, EventKind, Inbound, InboundKind, Mode, Reply
 from tests.helpers import T0, completion_path, run, tap, text
 
 
@@ -222,6 +223,9 @@ def test_any_sequence_of_inbounds_leaves_a_valid_state(shipped: Catalog, sequenc
     for inbound in sequence:
         outcome = advance(shipped, state, inbound)
         assert outcome.replies or outcome.handoff, inbound
+        for reply in outcome.replies:  # stored as JSON in the outbox, read back by the sender
+            assert reply.to_dict() == asdict(reply)
+            assert Reply.from_dict(json.loads(json.dumps(reply.to_dict()))) == reply
         state = outcome.state
         if state.mode is not Mode.MENU:
             assert shipped.step(state.module, state.step) is not None
