@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import CTE, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from flows.community import AREA_COLUMNS, AreaKind, AreaProblem, AreaSpec, parse_area_rows
 from flows.text import fold
+from storage.db import conflict_insert
 from storage.models import Area
 
 REQUIRED_COLUMNS = ("code", "kind", "name")  # parent, households and adults may be left out
@@ -49,11 +49,10 @@ async def seed_areas(session: AsyncSession, specs: Sequence[AreaSpec], now: dt.d
     """
     if not specs or await session.scalar(select(Area.code).limit(1)) is not None:
         return 0
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     inserted = 0
     for level in _levels(specs):
         statement = (
-            dialect.insert(Area)
+            conflict_insert(session, Area)
             .values([{"code": s.code, **_values(s), "updated_at": now} for s in level])
             .on_conflict_do_nothing(index_elements=["code"])
             .returning(Area.code)

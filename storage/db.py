@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -40,6 +41,12 @@ def create_engine(url: str) -> AsyncEngine:
         _serialise_sqlite_writes(engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def conflict_insert(session: AsyncSession, entity: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``entity`` that can say what to do ON CONFLICT, in the session's database's dialect."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(entity)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

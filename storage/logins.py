@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import conflict_insert
 from storage.models import DashboardLogin
 
 
@@ -18,9 +18,8 @@ async def claim_login(
 
     One conditional INSERT: of two simultaneous uses of one link, exactly one succeeds.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(DashboardLogin)
+        conflict_insert(session, DashboardLogin)
         .values(nonce=nonce, person_id=person_id, used_at=now, expires_at=session_ends, ended_at=None)
         .on_conflict_do_nothing(index_elements=["nonce"])
         .returning(DashboardLogin.nonce)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.db import conflict_insert
 from storage.households import delete_if_empty
 from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority, ProcessedInbound
 
@@ -21,9 +21,8 @@ PENDING_ADDED = "outbox_pending_added"  # session.info key: this transaction que
 async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now: dt.datetime) -> set[tuple[str, str]]:
     """Record inbound (channel, event id) keys; return the ones never seen before."""
     unique = list(dict.fromkeys(keys))
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(ProcessedInbound)
+        conflict_insert(session, ProcessedInbound)
         .on_conflict_do_nothing(index_elements=["channel", "event_id"])
         .returning(ProcessedInbound.channel, ProcessedInbound.event_id)
     )
@@ -145,9 +144,8 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
     if all(m.run_id is None for m in messages):
         await session.execute(insert(OutboxMessage), rows)
         return len(rows)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(OutboxMessage)
+        conflict_insert(session, OutboxMessage)
         .on_conflict_do_nothing(index_elements=["run_id", "person_id"])
         .returning(OutboxMessage.id)
     )

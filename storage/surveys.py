@@ -13,11 +13,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, distinct, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from flows.surveys import SurveyOption, SurveyPer, SurveySpec
+from storage.db import conflict_insert
 from storage.metrics import under
 from storage.models import Household, Person, SurveyAnswer
 
@@ -67,8 +67,7 @@ async def save_answer(
         "value": option.value,
         "answered_at": now,
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(SurveyAnswer).values(
+    statement = conflict_insert(session, SurveyAnswer).values(
         survey=survey.id, question=question, respondent=respondent_of(survey, person), **values
     )
     await session.execute(

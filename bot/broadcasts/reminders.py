@@ -13,13 +13,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.catalog import Catalog
 from flows.screen import unfinished_module
 from flows.types import Button, ConversationState, Reply
 from storage.clock import LOCAL_TZ
+from storage.db import conflict_insert
 from storage.models import Conversation, Person, Priority, ReminderSent
 from storage.repo import Outgoing, accounts_of, enqueue
 
@@ -127,9 +127,8 @@ async def _queue(
             )
         if not rows:
             return 0
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         inserted = await session.execute(
-            dialect.insert(ReminderSent).on_conflict_do_nothing().returning(ReminderSent.person_id), rows
+            conflict_insert(session, ReminderSent).on_conflict_do_nothing().returning(ReminderSent.person_id), rows
         )
         fresh = {person_id for (person_id,) in inserted}  # another worker's nudges are not sent twice
         await enqueue(session, [m for m in messages if m.person_id in fresh], now)
