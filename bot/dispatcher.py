@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -21,16 +21,19 @@ from flows.catalog import Catalog
 from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
-from storage.models import Conversation, ParticipationEvent, Person, Priority
+from storage.models import ParticipationEvent, Person, Priority
 from storage.repo import (
     PENDING_ADDED,
     Outgoing,
+    StoredState,
     claim_inbound,
     enqueue,
     enqueue_taken,
     find_people,
+    lock_states,
     record_inbound,
     replies_waiting,
+    save_states,
 )
 
 log = logging.getLogger(__name__)
@@ -153,18 +156,13 @@ class Dispatcher:
                 todo = [envelope for envelope, new in zip(envelopes, results, strict=True) if new]
                 if todo:
                     people = await find_people(session, [(e.channel, e.sender_id) for e in todo])
-                    # Row locks on PostgreSQL (in id order: no deadlocks): one person's events apply one at a time.
-                    found = await session.scalars(
-                        select(Conversation)
-                        .where(Conversation.person_id.in_({p.id for p in people.values()}))
-                        .order_by(Conversation.person_id)
-                        .with_for_update()
-                    )
-                    conversations = {c.person_id: c for c in found}
+                    # Locked on PostgreSQL: one person's events apply one at a time, across workers.
+                    conversations = await lock_states(session, {p.id for p in people.values()})
                     events: list[dict[str, Any]] = []
                     outgoing: list[Outgoing] = []
                     for envelope in todo:
                         await self._apply(session, envelope, people, conversations, now, events, outgoing, effects)
+                    await save_states(session, conversations, now)
                     for channel in {e.channel for e in todo}:
                         await record_inbound(session, channel, [e.sender_id for e in todo if e.channel == channel], now)
                     if events:
@@ -214,7 +212,7 @@ class Dispatcher:
         session: AsyncSession,
         envelope: Envelope,
         people: dict[tuple[str, str], Person],
-        conversations: dict[int, Conversation],
+        conversations: dict[int, StoredState],
         now: dt.datetime,
         events: list[dict[str, Any]],
         outgoing: list[Outgoing],
@@ -228,8 +226,8 @@ class Dispatcher:
         """
         account = (envelope.channel, envelope.sender_id)
         person = people.get(account)
-        conversation = conversations.get(person.id) if person else None
-        state = ConversationState.from_dict(conversation.state if conversation else None)
+        stored = conversations.get(person.id) if person else None
+        state = ConversationState.from_dict(stored.state if stored else None)
         turn = Turn(
             session,
             self.catalog,
@@ -241,6 +239,7 @@ class Dispatcher:
             now,
             base_url=self._base_url,
             windows=self._windows,
+            states=conversations,
         )
         if person is None:
             await consent.gate(turn)
@@ -261,20 +260,13 @@ class Dispatcher:
                 await host.start(turn, outcome.handoff)
         if turn.deleted:
             people.pop(account, None)
-            if conversation is not None:
-                conversations.pop(conversation.person_id, None)
-                session.expunge(conversation)
+            if person is not None:
+                conversations.pop(person.id, None)
         elif turn.person is not None:
             person = people[account] = turn.person
             if (person.opted_out_at is None) == (not turn.state.subscribed):  # "dừng nhận tin" changed
                 person.opted_out_at = None if turn.state.subscribed else now
-            if conversation is None:
-                conversation = Conversation(person_id=person.id, state=turn.state.to_dict(), updated_at=now)
-                session.add(conversation)
-                conversations[person.id] = conversation
-            else:
-                conversation.state = turn.state.to_dict()
-                conversation.updated_at = now
+            conversations.setdefault(person.id, StoredState(None)).state = turn.state.to_dict()
             events.extend(
                 {
                     **event,

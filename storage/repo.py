@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from storage.db import conflict_insert
 from storage.households import delete_if_empty
-from storage.models import AppSecret, ChannelIdentity, OutboxMessage, OutboxStatus, Person, Priority, ProcessedInbound
+from storage.models import (
+    AppSecret,
+    ChannelIdentity,
+    Conversation,
+    OutboxMessage,
+    OutboxStatus,
+    Person,
+    Priority,
+    ProcessedInbound,
+)
 
 PENDING_ADDED = "outbox_pending_added"  # session.info key: this transaction queued rows for the sender
 
@@ -46,6 +56,58 @@ async def find_people(session: AsyncSession, accounts: list[tuple[str, str]]) ->
         )
         found.update({(channel, external): person for external, person in rows})
     return found
+
+
+@dataclass
+class StoredState:
+    """A person's engine state as this transaction read it; ``version`` is None until it is stored."""
+
+    state: dict[str, Any] | None
+    version: int | None = None
+
+
+async def lock_states(session: AsyncSession, person_ids: Collection[int]) -> dict[int, StoredState]:
+    """The stored states of these people, locked until commit on PostgreSQL (in id order: no deadlocks)."""
+    rows = await session.execute(
+        select(Conversation.person_id, Conversation.state, Conversation.version)
+        .where(Conversation.person_id.in_(list(person_ids)))
+        .order_by(Conversation.person_id)
+        .with_for_update()
+    )
+    return {person_id: StoredState(state, version) for person_id, state, version in rows}
+
+
+_CONVERSATIONS = Conversation.__table__
+_SAVE_STATE = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.person_id == bindparam("id"), _CONVERSATIONS.c.version == bindparam("read"))
+    .values(state=bindparam("state"), updated_at=bindparam("at"), version=_CONVERSATIONS.c.version + 1)
+)
+
+
+async def save_states(session: AsyncSession, states: dict[int, StoredState], now: dt.datetime) -> None:
+    """Write the states read with :func:`lock_states`, and new ones, in two statements however many.
+
+    (The ORM writes rows that have a version column one statement each.) A row whose version changed
+    since it was read raises StaleDataError where the driver counts an executemany's rows (SQLite);
+    on PostgreSQL the rows read are locked until commit, so none can change.
+    """
+    new = [
+        {"person_id": i, "state": s.state, "version": 1, "updated_at": now}
+        for i, s in states.items()
+        if s.version is None
+    ]
+    old = [
+        {"id": i, "read": s.version, "state": s.state, "at": now} for i, s in states.items() if s.version is not None
+    ]
+    if new:
+        await session.execute(insert(_CONVERSATIONS), new)
+    if old:
+        result = await session.execute(_SAVE_STATE, old)
+        if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(old):
+            raise StaleDataError(f"{len(old) - result.rowcount} of {len(old)} conversations changed meanwhile")
+    for state in states.values():
+        state.version = (state.version or 0) + 1
 
 
 async def record_inbound(session: AsyncSession, channel: str, external_ids: Sequence[str], now: dt.datetime) -> None:

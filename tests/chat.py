@@ -16,7 +16,7 @@ from flows.types import Inbound, InboundKind, Reply
 from storage.areas import seed_areas
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade
-from storage.models import ChannelIdentity, OutboxMessage, Person
+from storage.models import ChannelIdentity, Conversation, OutboxMessage, Person
 from tests.helpers import T0
 
 _event_ids = itertools.count(1)
@@ -61,6 +61,15 @@ class Chat:
             return await session.scalar(
                 select(Person)
                 .join(ChannelIdentity, ChannelIdentity.person_id == Person.id)
+                .where(ChannelIdentity.channel == self.channel, ChannelIdentity.external_id == self.user)
+            )
+
+    async def state(self) -> dict:
+        """The engine state stored for this account's person."""
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(Conversation.state)
+                .join(ChannelIdentity, ChannelIdentity.person_id == Conversation.person_id)
                 .where(ChannelIdentity.channel == self.channel, ChannelIdentity.external_id == self.user)
             )
 

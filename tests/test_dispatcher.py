@@ -8,8 +8,9 @@ import dataclasses
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 import bot.dispatcher
 from bot.community.consent import AGREE
@@ -25,6 +26,7 @@ from storage.models import (
     Person,
     ProcessedInbound,
 )
+from storage.repo import lock_states, save_states
 from tests.helpers import T0, completion_path
 
 
@@ -114,6 +116,33 @@ async def test_a_redelivered_event_changes_nothing(mini: Catalog, sessions) -> N
     assert await dispatcher.handle(dataclasses.replace(first, inbound=Inbound(InboundKind.TEXT, T0, text="1"))) is False
     assert await counts(sessions) == before_counts
     assert await state_of(sessions) == before_state
+
+
+async def test_each_transaction_moves_the_state_on_by_one_version(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    await dispatcher.handle(agreed("1"))
+    _, first = await state_of(sessions)
+    await asyncio.gather(*(dispatcher.handle(envelope(f"e{i}", "menu")) for i in range(3)))  # one group commit
+    await dispatcher.handle(envelope("e9", "bai thu"))
+    state, last = await state_of(sessions)
+    assert (first, last, state["module"]) == (1, 3, "mini")
+
+
+async def test_a_state_changed_since_it_was_read_is_not_overwritten(mini: Catalog, sessions) -> None:
+    dispatcher = Dispatcher(mini, sessions)
+    await dispatcher.handle(agreed("1"))
+    before, _ = await state_of(sessions)
+    async with sessions() as session:
+        if not session.get_bind().dialect.supports_sane_multi_rowcount:
+            pytest.skip("this driver does not count an executemany's rows (the rows read are locked instead)")
+        person_id = await session.scalar(select(Conversation.person_id))
+        states = await lock_states(session, [person_id])
+        await session.execute(update(Conversation.__table__).values(version=Conversation.version + 1))
+        states[person_id].state = {"mode": "menu", "module": "changed"}
+        with pytest.raises(StaleDataError):
+            await save_states(session, states, T0)
+        await session.rollback()
+    assert (await state_of(sessions))[0] == before
 
 
 async def test_the_same_event_id_on_another_channel_is_a_different_event(mini: Catalog, sessions) -> None:

@@ -164,3 +164,29 @@ async def test_survey_answers_of_the_merged_person_become_the_kept_persons(
     assert sorted(rows) == sorted(
         [(first.id, f"p{keep.id}", first.options[0].id), (second.id, f"p{keep.id}", second.options[1].id)]
     )
+
+
+async def test_the_kept_persons_own_message_in_the_same_transaction_as_the_link_is_kept(
+    town: Dispatcher, shipped: Catalog, sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    telegram, zalo = account(town, "telegram", "5001"), account(town, "zalo_oa", "z-5001")
+    await telegram.join()
+    await zalo.join()
+    code = await link_code(telegram)
+    await telegram.send("cai vneid ntn")
+    before = await telegram.state()
+    batches: list[int] = []
+    apply_all = town._apply_all
+
+    async def spy(envelopes: list) -> list[bool]:
+        batches.append(len(envelopes))
+        return await apply_all(envelopes)
+
+    monkeypatch.setattr(town, "_apply_all", spy)
+    # The step done on Telegram and the code typed on Zalo are committed in one transaction (group commit).
+    await asyncio.gather(telegram.send(as_numbers(shipped, "vneid")[0]), zalo.send(f"/ma {code}"))
+    assert batches == [2]
+    kept = await telegram.state()
+    assert (before["mode"], kept["module"]) == ("step", "vneid")
+    assert kept["step"] != before["step"]  # the Telegram turn's progress was not overwritten by the link
+    assert kept["mode"] == "menu"  # and the link's menu was not overwritten by the Telegram turn

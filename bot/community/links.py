@@ -9,7 +9,6 @@ from bot.community.turn import Turn, end, show_menu
 from flows.engine import screen
 from flows.types import ConversationState, Mode
 from storage.links import LINK_CODE_MINUTES, LinkStatus, create_link_code, redeem_link_code
-from storage.models import Conversation
 
 
 async def open_link(turn: Turn) -> None:
@@ -28,12 +27,11 @@ async def use_link_code(turn: Turn, text: str) -> bool:
         show_menu(turn, turn.say("link_own_code"))
         return True
     # This account's person is gone (merged): the dispatcher forgets it; the kept person's menu is shown.
-    owner = await turn.session.get(Conversation, linked.kept.id)
+    owner = await turn.state_of(linked.kept.id)
     kept = ConversationState.from_dict(owner.state if owner else None)
     menu_state = replace(kept, dialog="", dialog_data={}, mode=Mode.MENU, offer=(), scam_check=False)
     if owner is not None:
         owner.state = menu_state.to_dict()
-        owner.updated_at = turn.now
     menu = screen(turn.catalog, menu_state)
     end(turn)
     turn.deleted = True

@@ -22,6 +22,7 @@ from flows.safety import find_secrets
 from flows.text import MAX_INPUT_CHARS, best_match, clean, exact_match, parse_number
 from flows.types import Button, ConversationState, Inbound, InboundKind, Mode, Reply
 from storage.models import Person
+from storage.repo import StoredState, lock_states
 
 OPTION_PREFIX = "x:"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # Settings' default host and port
@@ -53,6 +54,17 @@ class Turn:
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     base_url: str = DEFAULT_BASE_URL  # where the bot's web pages are reached (for login links)
     windows: Mapping[str, dt.timedelta] = field(default_factory=dict)  # Settings.sending_windows
+    # The engine states this transaction read and will write (bot.dispatcher), by person id.
+    states: dict[int, StoredState] = field(default_factory=dict)
+
+    async def state_of(self, person_id: int) -> StoredState | None:
+        """Another person's stored state, to change in this transaction; None if they have none.
+
+        It is the one the dispatcher writes at commit, so two turns of one transaction see each other's change.
+        """
+        if person_id not in self.states:
+            self.states.update(await lock_states(self.session, [person_id]))
+        return self.states.get(person_id)
 
     def say(self, key: str, **values: Any) -> str:
         return self.catalog.say(key, **values)
