@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, orm_insert_sentinel
 from sqlalchemy.types import TypeDecorator
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
@@ -252,6 +252,8 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast_runs.id"))  # a broadcast's message
+    # Lets one INSERT ... RETURNING give many rows their ids in order on SQLite (migration 0008).
+    insert_sentinel: Mapped[int | None] = orm_insert_sentinel("insert_sentinel")
 
 
 class BroadcastStatus(StrEnum):
