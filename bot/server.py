@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -98,6 +99,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             else:
                 await bot.delete_webhook()
                 tasks.append(asyncio.create_task(telegram.poll()))
+        # What startup loaded (the catalog, the matcher's phrases, SQLAlchemy's mappers...) stays for the process's
+        # life: kept out of the collector's way, a full collection no longer pauses every turn for about 100 ms.
+        gc.collect()
+        gc.freeze()
         print(f"hocvuso is running: http://{settings.host}:{settings.port}/chat", flush=True)
         print(
             f"Dashboard: {settings.base_url}/dashboard/ (a login link: /dangnhap in chat, or hocvuso login)", flush=True
