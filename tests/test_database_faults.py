@@ -106,6 +106,66 @@ async def test_several_engines_and_a_process_writing_one_sqlite_file_lose_nothin
             assert await session.scalar(select(func.count()).select_from(ProcessedInbound)) == len(envelopes)
 
 
+async def test_a_sqlite_transaction_hands_only_its_commit_to_aiosqlites_thread(tmp_path: Path) -> None:
+    engine = storage.db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}")
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            handed: list[object] = []
+            queue = driver._tx  # what aiosqlite's thread runs comes through this queue
+
+            class Counting:
+                def put_nowait(self, item: object) -> None:
+                    handed.append(item)
+                    queue.put_nowait(item)
+
+            driver._tx = Counting()
+            async with connection.begin():
+                await connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                for x in range(20):
+                    await connection.exec_driver_sql(f"INSERT INTO t VALUES ({x})")
+                assert (await connection.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 20
+            assert len(handed) == 1  # the COMMIT; BEGIN IMMEDIATE and the 22 statements ran on the loop's thread
+            driver._tx = queue
+    finally:
+        await engine.dispose()
+
+
+async def test_waiting_for_another_process_s_sqlite_lock_does_not_stop_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "waiting.db"
+    engine = storage.db.create_engine(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+
+        async def write() -> None:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the lock...
+        assert ticks >= 10  # ...while the loop goes on
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 5)
+        ticker.cancel()
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        other.close()
+        await engine.dispose()
+
+
 async def test_a_sqlite_lock_held_too_long_answers_503_and_the_redelivery_is_processed_once(
     emulator,  # noqa: F811
     tmp_path: Path,
