@@ -36,10 +36,11 @@ def create_engine(url: str) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # One connection per process: transactions queue in asyncio (cheap) instead of spinning in
-        # SQLite's busy handler (sleeps of up to 100 ms). Other processes still wait via busy_timeout.
-        # As SQLAlchemy's aiosqlite dialect connects (check_same_thread=False), but through InlineSQLite.
-        # busy_timeout 0: InlineSQLite waits for another process's write lock itself, without blocking the loop.
-        connect = partial(sqlite3.connect, database or ":memory:", timeout=0, check_same_thread=False)
+        # SQLite's busy handler (sleeps of up to 100 ms); another process's write lock is waited for in
+        # asyncio too (InlineSQLite). Connected as SQLAlchemy's aiosqlite dialect does (check_same_thread
+        # False); the timeout covers the PRAGMAs run on connecting, then busy_timeout is 0 (_on_connect).
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        connect = partial(sqlite3.connect, database or ":memory:", timeout=timeout, check_same_thread=False)
         engine = create_async_engine(
             url,
             async_creator=partial(_open_sqlite, connect),
@@ -52,8 +53,9 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-# What may wait for the disk stays on aiosqlite's thread: COMMIT (a checkpoint's fsync now and then), the
-# PRAGMAs run when connecting, closing. A ROLLBACK with no transaction open (the pool's reset) does nothing.
+# What may wait stays on aiosqlite's thread: COMMIT (a checkpoint's fsync now and then), the PRAGMAs run
+# when connecting, closing the connection. A ROLLBACK with no transaction open (the pool's reset) does
+# nothing and runs inline.
 _THREAD_CALLS = frozenset({"commit", "backup", "executescript", "iterdump"})
 _THREAD_STATEMENTS = ("COMMIT", "END", "ROLLBACK", "PRAGMA", "VACUUM")
 _LOCK_RETRY_SECONDS = (0.001, 0.05)  # first and longest pause while another process holds the write lock
