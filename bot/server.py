@@ -100,7 +100,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 await bot.delete_webhook()
                 tasks.append(asyncio.create_task(telegram.poll()))
         # What startup loaded (the catalog, the matcher's phrases, SQLAlchemy's mappers...) stays for the process's
-        # life: kept out of the collector's way, a full collection no longer pauses every turn for about 100 ms.
+        # life: kept out of the collector's way, a full collection no longer stops the bot for about 100 ms.
         gc.collect()
         gc.freeze()
         print(f"hocvuso is running: http://{settings.host}:{settings.port}/chat", flush=True)

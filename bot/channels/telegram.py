@@ -72,9 +72,9 @@ class TelegramTransport:
     """Sends replies with the Bot API; maps its errors to the outbox's.
 
     Texts go through ``Bot.do_api_request("sendMessage", ...)`` rather than ``Bot.send_message``: the
-    same request, the same errors (RetryAfter, Forbidden...), but the Message Telegram sends back is not
-    parsed into PTB objects, nor the keyboard built from them. Nothing reads it, and at full load that
-    parsing took a quarter of the sender's time.
+    same request, the same errors (RetryAfter, Forbidden...), but the keyboard is not built as PTB objects
+    and the Message Telegram sends back is not parsed into them. Nothing reads it, and at full load that
+    took a quarter of the process's time.
     """
 
     channel = CHANNEL
