@@ -82,10 +82,10 @@ class InlineSQLite(aiosqlite.Connection):
         self._lock_wait = lock_wait
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        connection = self._connection
-        if not self._running or connection is None or _on_thread(fn, args, connection):
+        connection, sql = self._connection, _statement(args)
+        if not self._running or connection is None or _on_thread(fn, sql, connection):
             return await super()._execute(fn, *args, **kwargs)
-        if _statement(args).startswith("BEGIN"):
+        if sql.startswith("BEGIN"):
             return await self._begin(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
@@ -106,13 +106,13 @@ def _statement(args: tuple[Any, ...]) -> str:
     return args[0].lstrip()[:8].upper() if args and isinstance(args[0], str) else ""
 
 
-def _on_thread(fn: Callable[..., Any], args: tuple[Any, ...], connection: sqlite3.Connection) -> bool:
+def _on_thread(fn: Callable[..., Any], sql: str, connection: sqlite3.Connection) -> bool:
     name = getattr(fn, "__name__", "")
     if name == "rollback":
         return connection.in_transaction
     if name == "close":  # the connection's, not a cursor's
         return getattr(fn, "__self__", None) is connection
-    return name in _THREAD_CALLS or _statement(args).startswith(_THREAD_STATEMENTS)
+    return name in _THREAD_CALLS or sql.startswith(_THREAD_STATEMENTS)
 
 
 async def _open_sqlite(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
