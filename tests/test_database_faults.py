@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -106,27 +107,30 @@ async def test_several_engines_and_a_process_writing_one_sqlite_file_lose_nothin
             assert await session.scalar(select(func.count()).select_from(ProcessedInbound)) == len(envelopes)
 
 
-async def test_a_sqlite_transaction_hands_only_its_commit_to_aiosqlites_thread(tmp_path: Path) -> None:
+async def test_a_sqlite_transaction_hands_only_its_commit_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = storage.db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}")
     try:
         async with engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            handed: list[object] = []
-            queue = driver._tx  # what aiosqlite's thread runs comes through this queue
+            await connection.get_raw_connection()  # connected: opening and the PRAGMAs went to a thread
+            loop = asyncio.get_running_loop()
+            handed: list[str] = []
+            hand_over = loop.run_in_executor
 
-            class Counting:
-                def put_nowait(self, item: object) -> None:
-                    handed.append(item)
-                    queue.put_nowait(item)
+            def counting(executor: Any, call: Any, *args: Any) -> Any:
+                handed.append(getattr(call, "__name__", repr(call)))
+                return hand_over(executor, call, *args)
 
-            driver._tx = Counting()
+            monkeypatch.setattr(loop, "run_in_executor", counting)
             async with connection.begin():
                 await connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
                 for x in range(20):
                     await connection.exec_driver_sql(f"INSERT INTO t VALUES ({x})")
                 assert (await connection.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 20
-            assert len(handed) == 1  # the COMMIT; BEGIN IMMEDIATE and the 22 statements ran on the loop's thread
-            driver._tx = queue
+            assert handed == ["commit"]  # BEGIN IMMEDIATE and the 22 statements ran on the loop's thread
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 20
     finally:
         await engine.dispose()
 
