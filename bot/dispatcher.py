@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -21,7 +20,7 @@ from flows.catalog import Catalog
 from flows.engine import advance
 from flows.types import ConversationState, Inbound
 from storage.clock import Clock, utc_now
-from storage.models import ParticipationEvent, Person, Priority
+from storage.models import Person, Priority
 from storage.repo import (
     PENDING_ADDED,
     Outgoing,
@@ -31,6 +30,7 @@ from storage.repo import (
     enqueue_taken,
     find_people,
     lock_states,
+    log_events,
     record_inbound,
     replies_waiting,
     save_states,
@@ -165,8 +165,7 @@ class Dispatcher:
                     await save_states(session, conversations, now)
                     for channel in {e.channel for e in todo}:
                         await record_inbound(session, channel, [e.sender_id for e in todo if e.channel == channel], now)
-                    if events:
-                        await session.execute(insert(ParticipationEvent), events)
+                    await log_events(session, events)
                     direct, queued = await self._split_for_handoff(session, outgoing)
                     await enqueue(session, queued, now)
                     taken = list(zip(await enqueue_taken(session, direct, now), direct, strict=True))

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, or_, select, update
+from sqlalchemy import Row, and_, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -44,6 +44,12 @@ BATCHES_IN_FLIGHT = 2
 MAX_CHAIN = 8  # rows to one recipient in one batch, on a channel with no per-chat limit
 LEAD_CHECK_SECONDS = 0.5
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+_OUTBOX = OutboxMessage.__table__
+_MARK_SENT = (  # built once: it runs after every batch sent (see storage.repo on building statements)
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=OutboxStatus.SENT, sent_at=bindparam("at"))
+)
 
 
 class OutboxSender:
@@ -350,12 +356,7 @@ class OutboxSender:
                 )
             delivered = [sent.id for sent, error in zip(batch, results, strict=True) if error is None]
             if delivered:  # last_error is kept: the last failed try
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(delivered))
-                    .values(status=OutboxStatus.SENT, sent_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+                await session.execute(_MARK_SENT, {"ids": delivered, "at": now})
             failed = [
                 (sent, error) for sent, error in zip(batch, results, strict=True) if isinstance(error, DeliveryError)
             ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -20,6 +21,7 @@ from storage.models import (
     Conversation,
     OutboxMessage,
     OutboxStatus,
+    ParticipationEvent,
     Person,
     Priority,
     ProcessedInbound,
@@ -27,15 +29,64 @@ from storage.models import (
 
 PENDING_ADDED = "outbox_pending_added"  # session.info key: this transaction queued rows for the sender
 
+# The statements of every dispatcher turn are built once, with their values as parameters: building one
+# (columns, comparisons, IN lists) cost SQLAlchemy more than running it, and a statement built once also
+# keeps its cache key. Core tables where no ORM object is needed.
+_IDENTITIES = ChannelIdentity.__table__
+_OUTBOX = OutboxMessage.__table__
+_CONVERSATIONS = Conversation.__table__
+_CLAIM_INBOUND = {
+    name: dialect.insert(ProcessedInbound.__table__)
+    .on_conflict_do_nothing(index_elements=["channel", "event_id"])
+    .returning(ProcessedInbound.channel, ProcessedInbound.event_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_FIND_PEOPLE = (
+    select(ChannelIdentity.external_id, Person)
+    .join(Person, Person.id == ChannelIdentity.person_id)
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.external_id.in_(bindparam("externals", expanding=True)),
+    )
+)
+_LOCK_STATES = (
+    select(_CONVERSATIONS.c.person_id, _CONVERSATIONS.c.state, _CONVERSATIONS.c.version)
+    .where(_CONVERSATIONS.c.person_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_CONVERSATIONS.c.person_id)
+    .with_for_update()
+)
+_SAVE_STATE = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.person_id == bindparam("id"), _CONVERSATIONS.c.version == bindparam("read"))
+    .values(state=bindparam("state"), updated_at=bindparam("at"), version=_CONVERSATIONS.c.version + 1)
+)
+_RECORD_INBOUND = (
+    update(_IDENTITIES)
+    .where(
+        _IDENTITIES.c.channel == bindparam("on_channel"),
+        _IDENTITIES.c.external_id.in_(bindparam("externals", expanding=True)),
+    )
+    .values(last_inbound_at=bindparam("at"))
+)
+_REPLIES_WAITING = (
+    select(_OUTBOX.c.recipient)
+    .where(
+        _OUTBOX.c.channel == bindparam("channel"),
+        _OUTBOX.c.recipient.in_(bindparam("recipients", expanding=True)),
+        _OUTBOX.c.priority <= Priority.REPLY,
+        _OUTBOX.c.status.in_([OutboxStatus.PENDING, OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
+    )
+    .distinct()
+)
+_ENQUEUE = insert(_OUTBOX)
+_LOG_EVENTS = insert(ParticipationEvent.__table__)
+_ENQUEUE_TAKEN = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+
 
 async def claim_inbound(session: AsyncSession, keys: list[tuple[str, str]], now: dt.datetime) -> set[tuple[str, str]]:
     """Record inbound (channel, event id) keys; return the ones never seen before."""
     unique = list(dict.fromkeys(keys))
-    statement = (
-        conflict_insert(session, ProcessedInbound)
-        .on_conflict_do_nothing(index_elements=["channel", "event_id"])
-        .returning(ProcessedInbound.channel, ProcessedInbound.event_id)
-    )
+    statement = _CLAIM_INBOUND[session.get_bind().dialect.name]
     # Parameters given apart (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the count.
     rows = [{"channel": channel, "event_id": event_id, "received_at": now} for channel, event_id in unique]
     return {(channel, event_id) for channel, event_id in await session.execute(statement, rows)}
@@ -46,14 +97,8 @@ async def find_people(session: AsyncSession, accounts: list[tuple[str, str]]) ->
     unique = list(dict.fromkeys(accounts))
     found: dict[tuple[str, str], Person] = {}
     for channel in {channel for channel, _ in unique}:
-        rows = await session.execute(
-            select(ChannelIdentity.external_id, Person)
-            .join(Person, Person.id == ChannelIdentity.person_id)
-            .where(
-                ChannelIdentity.channel == channel,
-                ChannelIdentity.external_id.in_([external for c, external in unique if c == channel]),
-            )
-        )
+        externals = [external for c, external in unique if c == channel]
+        rows = await session.execute(_FIND_PEOPLE, {"channel": channel, "externals": externals})
         found.update({(channel, external): person for external, person in rows})
     return found
 
@@ -68,21 +113,8 @@ class StoredState:
 
 async def lock_states(session: AsyncSession, person_ids: Collection[int]) -> dict[int, StoredState]:
     """The stored states of these people, locked until commit on PostgreSQL (in id order: no deadlocks)."""
-    rows = await session.execute(
-        select(Conversation.person_id, Conversation.state, Conversation.version)
-        .where(Conversation.person_id.in_(list(person_ids)))
-        .order_by(Conversation.person_id)
-        .with_for_update()
-    )
+    rows = await session.execute(_LOCK_STATES, {"ids": list(person_ids)})
     return {person_id: StoredState(state, version) for person_id, state, version in rows}
-
-
-_CONVERSATIONS = Conversation.__table__
-_SAVE_STATE = (
-    update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.person_id == bindparam("id"), _CONVERSATIONS.c.version == bindparam("read"))
-    .values(state=bindparam("state"), updated_at=bindparam("at"), version=_CONVERSATIONS.c.version + 1)
-)
 
 
 async def save_states(session: AsyncSession, states: dict[int, StoredState], now: dt.datetime) -> None:
@@ -112,12 +144,8 @@ async def save_states(session: AsyncSession, states: dict[int, StoredState], now
 
 async def record_inbound(session: AsyncSession, channel: str, external_ids: Sequence[str], now: dt.datetime) -> None:
     """Remember when these accounts last wrote (Zalo OA only sends within a window after that)."""
-    await session.execute(
-        update(ChannelIdentity)
-        .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id.in_(list(dict.fromkeys(external_ids))))
-        .values(last_inbound_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    externals = list(dict.fromkeys(external_ids))
+    await session.execute(_RECORD_INBOUND, {"on_channel": channel, "externals": externals, "at": now})
 
 
 async def touch_account(
@@ -126,6 +154,12 @@ async def touch_account(
     """:func:`record_inbound` for one account, in its own transaction (an interaction without a message)."""
     async with sessions.begin() as session:
         await record_inbound(session, channel, [external_id], now)
+
+
+async def log_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add participation log rows (dicts of ParticipationEvent's columns, the same keys in each)."""
+    if rows:
+        await session.execute(_LOG_EVENTS, rows)
 
 
 def new_subject() -> int:
@@ -204,7 +238,7 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing], now: dt.d
     session.info[PENDING_ADDED] = True  # the dispatcher wakes the sender only when something waits
     rows = _outbox_rows(messages, now, OutboxStatus.PENDING, attempts=0)
     if all(m.run_id is None for m in messages):
-        await session.execute(insert(OutboxMessage), rows)
+        await session.execute(_ENQUEUE, rows)
         return len(rows)
     statement = (
         conflict_insert(session, OutboxMessage)
@@ -221,8 +255,7 @@ async def enqueue_taken(session: AsyncSession, messages: Sequence[Outgoing], now
     if not messages:
         return []
     rows = _outbox_rows(messages, now, OutboxStatus.SENDING, attempts=1)
-    statement = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
-    return list(await session.scalars(statement, rows))
+    return list((await session.execute(_ENQUEUE_TAKEN, rows)).scalars())
 
 
 def _outbox_rows(messages: Sequence[Outgoing], now: dt.datetime, status: str, attempts: int) -> list[dict[str, Any]]:
@@ -245,17 +278,8 @@ def _outbox_rows(messages: Sequence[Outgoing], now: dt.datetime, status: str, at
 
 async def replies_waiting(session: AsyncSession, channel: str, recipients: Sequence[str]) -> set[str]:
     """Recipients on ``channel`` with a reply not yet sent: a new reply to them must wait its turn."""
-    rows = await session.scalars(
-        select(OutboxMessage.recipient)
-        .where(
-            OutboxMessage.channel == channel,
-            OutboxMessage.recipient.in_(list(dict.fromkeys(recipients))),
-            OutboxMessage.priority <= Priority.REPLY,
-            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.CLAIMED, OutboxStatus.SENDING]),
-        )
-        .distinct()
-    )
-    return set(rows)
+    unique = list(dict.fromkeys(recipients))
+    return set((await session.execute(_REPLIES_WAITING, {"channel": channel, "recipients": unique})).scalars())
 
 
 async def app_secret(sessions: async_sessionmaker[AsyncSession], name: str) -> str:

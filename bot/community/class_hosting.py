@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bot.broadcasts.class_notices import class_values, notify
 from bot.community.broadcasting import areas_in, future_moment
@@ -25,8 +25,8 @@ from flows.text import parse_number
 from flows.types import EventKind
 from storage.classes import attended_people, counts, mark_attended, signed_up
 from storage.clock import local_text
-from storage.models import Area, CommunityClass, ParticipationEvent, Person, SignupStatus
-from storage.repo import create_person
+from storage.models import Area, CommunityClass, Person, SignupStatus
+from storage.repo import create_person, log_events
 from storage.roles import audit, scope
 
 NEW, ADD, SAVE, CREATE, CANCEL, YES, SKIP, NO_MODULE = "new", "add", "save", "create", "cancel", "yes", "skip", "none"
@@ -291,8 +291,7 @@ async def _save_attendance(turn: Turn, klass: CommunityClass, chosen: list[int],
     fresh = set(await mark_attended(turn.session, klass.id, [p.id for p in people], turn.now))
     module = turn.catalog.modules.get(klass.module or "")
     rows = [_attended(turn, klass, person, module.version if module else 0) for person in people if person.id in fresh]
-    if rows:
-        await turn.session.execute(insert(ParticipationEvent), rows)
+    await log_events(turn.session, rows)
     await audit(
         turn.session,
         turn.person.id,

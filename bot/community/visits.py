@@ -18,7 +18,7 @@ from flows.community import IN_PERSON, AreaKind
 from flows.types import EventKind
 from storage.households import create_household, members, search
 from storage.models import Area, Household, ParticipationEvent, Person
-from storage.repo import create_person
+from storage.repo import create_person, log_events
 from storage.roles import audit
 
 NEW, DONE, CONFIRM, CANCEL, UNDO, AGAIN, SKIP = "new", "done", "confirm", "cancel", "undo", "again", "skip"
@@ -188,8 +188,7 @@ async def on_after(turn: Turn, answer: Picked) -> None:
         row = _event(turn, None, EventKind.RETRACTED, original.module, original.module_version, original.step)
         row |= {"person_id": original.person_id, "subject": original.subject, "area_code": original.area_code}
         rows.append(row | {"corrects_id": original.id})
-    if rows:
-        await turn.session.execute(insert(ParticipationEvent), rows)
+    await log_events(turn.session, rows)
     await _audit(turn, "field_visit_undone", household.area_code, events=[o.id for o in originals])
     show_menu(turn, turn.say("visit_undone"))
 
