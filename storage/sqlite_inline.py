@@ -55,8 +55,8 @@ async def _ready() -> None:
 
 
 def _handed_over() -> None:
-    """Pass through asyncio once: SQLAlchemy's AsyncConnection.execute checks that a driver did
-    (it catches a synchronous driver used by mistake), and this one needs not."""
+    """Pass through asyncio once, at no cost: SQLAlchemy's AsyncConnection.execute raises unless the driver
+    awaited something (to catch a synchronous driver used by mistake), and this one has nothing to await."""
     if in_greenlet():
         await_(_ready())
 
