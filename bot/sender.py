@@ -234,8 +234,11 @@ class OutboxSender:
                 await self.drain(channel)
             except Exception:  # keep the loop alive; rows stay in the outbox
                 log.exception("outbox drain failed on %s", channel)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as
+            # the wakeup does, and the sender then never stops (a test's teardown hung for minutes).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await wakeup.wait()
 
     def bulk_allowed(self, now: dt.datetime) -> bool:
         """False during quiet hours: then only replies to residents go out."""

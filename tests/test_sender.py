@@ -388,3 +388,24 @@ async def test_a_stopped_sender_takes_nothing_and_the_reply_waits_in_the_outbox(
     assert {s for s, _, _ in (await statuses(sessions)).values()} == {"pending"}
     assert await sender.drain() == 1
     assert len(transport.sent) == 1
+
+
+async def test_a_sender_cancelled_as_it_is_woken_stops(sessions, transport) -> None:
+    """On Python 3.11, asyncio.wait_for swallowed a cancellation that arrived with the wakeup: the loop went
+    on forever, and whoever stopped the sender waited for it (a test's teardown hung for minutes)."""
+
+    async def nothing_due(channel: str | None = None) -> int:
+        return 0
+
+    for steps in range(6):  # the cancellation lands at each point of the wakeup's way through the loop
+        sender = OutboxSender(sessions, {"test": transport})
+        sender.drain = nothing_due  # type: ignore[method-assign]  # the loop alone, no database in between
+        loop = asyncio.create_task(sender.run(poll_seconds=30))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        sender.wake()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        loop.cancel()
+        done, _ = await asyncio.wait({loop}, timeout=2)
+        assert done, f"still running after a cancellation {steps} steps after the wakeup"

@@ -48,7 +48,8 @@ class WebTransport:
         """Return when a message is handed over, or after ``seconds``."""
         async with self._ready:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), seconds)
+                async with asyncio.timeout(seconds):  # not wait_for, see OutboxSender._run_channel
+                    await self._ready.wait()
 
 
 class WebChat:
