@@ -67,7 +67,7 @@ def _serialise_sqlite_writes(engine: AsyncEngine) -> None:
 
     pysqlite's default deferred transactions fail with "database is locked"
     when two readers both try to upgrade to writers; starting every
-    transaction as a writer makes them wait in line (InlineSQLite) instead.
+    transaction as a writer makes them wait in line (storage.sqlite_inline) instead.
     """
 
     @event.listens_for(engine.sync_engine, "connect")

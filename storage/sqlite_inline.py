@@ -88,16 +88,14 @@ class InlineCursor(AsyncAdapt_dbapi_cursor):
     def execute(self, operation: Any, parameters: Any = None) -> Any:
         cursor: sqlite3.Cursor = self._cursor
         head = operation.lstrip()[:8].upper()
+        given = () if parameters is None else parameters
         if head.startswith("BEGIN"):
             _begin(cursor, operation, self._adapt_connection.lock_wait)
         elif head.startswith(_THREAD_STATEMENTS):
-            _on_thread(partial(cursor.execute, operation, () if parameters is None else parameters))
-        elif parameters is None:
-            _handed_over()
-            cursor.execute(operation)
+            _on_thread(partial(cursor.execute, operation, given))
         else:
             _handed_over()
-            cursor.execute(operation, parameters)
+            cursor.execute(operation, given)
         if cursor.description and not self.server_side:
             self._rows = collections.deque(cursor.fetchall())
 
