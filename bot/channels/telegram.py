@@ -175,9 +175,10 @@ class TelegramChannel:
             raise MalformedUpdate("a chat id or a text the database cannot store")
         return envelope
 
-    async def handle_update(self, update: Update) -> bool:
-        """Commit the update's effects; False for a redelivery or an ignored update."""
-        meaning = self.read(update)
+    async def handle_update(self, update: Update, meaning: Envelope | tuple[str, bool] | None = None) -> bool:
+        """Commit the update's effects; False for a redelivery or an ignored update. ``meaning``: what
+        :meth:`read` made of it, when the caller has read it already."""
+        meaning = meaning if meaning is not None else self.read(update)
         if meaning is None:
             return False
         if isinstance(meaning, tuple):
@@ -202,10 +203,10 @@ class TelegramChannel:
             raise web.HTTPBadRequest(text="not a Telegram update")
         try:
             update = Update.de_json(data, self.bot)
-            self.read(update)
+            meaning = self.read(update)
         except Exception as exc:  # any shape PTB or we cannot read is the sender's fault, not ours
             raise web.HTTPBadRequest(text="not a Telegram update") from exc
-        await self.handle_update(update)
+        await self.handle_update(update, meaning)
         return web.Response(text="ok")
 
     async def poll(self) -> None:
