@@ -98,7 +98,8 @@ async def ours(url: str, tmp: Path, turns: list[str], args: argparse.Namespace) 
 
 async def paced(url: str, tmp: Path, turns: list[str], args: argparse.Namespace) -> dict[str, Any]:
     async with Rig(tmp, url, TelegramEmulator(), RateLimits()) as rig:
-        return await timed(rig, turns, args, args.seconds / 2, rate=args.paced_rate, first_chat=100_000)
+        # As long as the saturated runs: at 200/s, a p99 over 7.5 s rested on its 19 slowest replies.
+        return await timed(rig, turns, args, args.seconds, rate=args.paced_rate, first_chat=100_000)
 
 
 async def flood(url: str, tmp: Path, turns: list[str], args: argparse.Namespace) -> dict[str, Any]:
